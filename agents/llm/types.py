@@ -1,0 +1,78 @@
+"""The value types and the protocol every LLM backend implements.
+
+`LLMClient.complete` is the one call agents make. A client owns its own concurrency cap, rate
+limits, retries and deadline: callers just await it. It raises only `LLMError` subclasses
+(see `agents.llm.errors`), never SDK or transport exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ChatMessage", "Completion", "GenerationParams", "LLMClient", "Role"]
+
+Role = Literal["system", "user", "assistant"]
+
+
+class ChatMessage(BaseModel):
+    """One chat turn."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    content: str
+
+
+class GenerationParams(BaseModel):
+    """Sampling parameters. `None` means "the backend's default"."""
+
+    model_config = ConfigDict(frozen=True)
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    n: int = Field(default=1, ge=1)
+    repeat_penalty: float | None = None
+
+
+class Completion(BaseModel):
+    """One LLM answer with its cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    backend: str = ""
+    model: str = ""
+    cached: bool = False
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """What an agent needs from a language model.
+
+    `caller` names the agent for per-agent usage accounting. `sample` distinguishes repeated
+    samples of the same request at temperature > 0 (the cache keys on it, so a re-run reproduces
+    sample k exactly). Implementations are safe to call from many tasks at once.
+    """
+
+    name: str
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+        *,
+        caller: str = "",
+        sample: int = 0,
+    ) -> Completion: ...
+
+    async def aclose(self) -> None: ...
