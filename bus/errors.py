@@ -6,7 +6,9 @@ One root, one branch per layer; each class says what the user should do::
     ├── BusError                       (bus/)
     │   ├── BusClosedError             publish/request after close(): stop publishing
     │   ├── NoSubscriberError          a message kind nobody handles: fix the topology
-    │   ├── RequestTimeoutError        no reply before the deadline: raise the timeout or fix the replier
+    │   ├── RequestTimeoutError        no reply before the deadline: raise it or fix the replier
+    │   ├── NoReplyError               every handler finished without replying: fix the replier
+    │   ├── RequestFailedError         the replier raised (chained): see its dead letter
     │   └── DuplicateSubscriptionError an agent name registered twice: names must be unique
     ├── LLMError                       (agents/llm/errors.py)
     ├── ConfigError                    (runtime/errors.py)
@@ -23,7 +25,9 @@ __all__ = [
     "BusError",
     "DuplicateSubscriptionError",
     "EvolagentsError",
+    "NoReplyError",
     "NoSubscriberError",
+    "RequestFailedError",
     "RequestTimeoutError",
 ]
 
@@ -54,3 +58,11 @@ class RequestTimeoutError(BusError):
 
 class DuplicateSubscriptionError(BusError):
     """An agent name was registered twice on the same bus."""
+
+
+class NoReplyError(BusError):
+    """Every handler of a request finished without returning a reply."""
+
+
+class RequestFailedError(BusError):
+    """The handler of a request raised; the original error is chained as __cause__."""
