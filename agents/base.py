@@ -154,15 +154,14 @@ class Agent(Generic[P]):
         """Raises pydantic.ValidationError when ``params`` do not fit the params model."""
         self.name = name
         self.context = context
-        if params is None:
-            params = {}
+        validated: Any
         if isinstance(params, BaseModel):
             if not isinstance(params, self.Params):
                 raise TypeError(f"{type(self).__name__} expects {self.Params.__name__} params")
             validated = params
         else:
-            validated = self.Params.model_validate(dict(params))
-        self.params: P = typing.cast("P", validated)  # Params is P by construction
+            validated = self.Params.model_validate(dict(params or {}))
+        self.params: P = validated  # Params is P by construction
         self.log = structlog.get_logger("agent").bind(agent=name, role=self.role)
 
     # -- lifecycle hooks (override as needed) -------------------------------------------------
