@@ -1,0 +1,1 @@
+"""The eliminator: WizardLM's rules that decide whether an evolution failed."""
