@@ -1,0 +1,221 @@
+"""The supervisor: builds a topology's bus, LLM clients and agents, runs them, shuts down cleanly.
+
+Contract
+- Every task (bus workers, agents' main tasks, signal watcher, progress) lives in one task group.
+- The run is complete when every agent's overridden ``run()`` has returned and the bus drained.
+- First SIGINT/SIGTERM: graceful stop — ``context.stopping`` is set (sources stop admitting new
+  work), in-flight work drains, agents stop, exit status ``interrupted`` (130). If the drain takes
+  longer than ``run.stop_grace_s``, or on a second signal, the run aborts: every task is cancelled
+  (what was persisted stays; `resume` completes the rest).
+- A handler error becomes a dead letter; a run that ends with dead letters exits 1.
+- ``on_stop`` runs for every agent whose ``on_start`` succeeded, whatever happened.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import structlog
+from anyio import CancelScope
+
+from agents.base import Agent, AgentContext
+from agents.llm.types import LLMClient
+from agents.registry import resolve
+from bus.inprocess import InProcessBus
+from bus.protocol import BusObserver, BusStatistics
+from runtime.config import TopologyConfig
+from runtime.progress import ProgressDisplay
+
+__all__ = ["RunOutcome", "Supervisor"]
+
+_log = structlog.get_logger("runtime")
+
+Status = Literal["completed", "interrupted", "aborted", "failed"]
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended. ``exit_code``: 0 clean, 1 failed or dead letters, 130 interrupted."""
+
+    status: Status
+    run_dir: Path
+    dead_letters: int
+    wall_s: float
+    statistics: BusStatistics | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.status in ("interrupted", "aborted"):
+            return 130
+        if self.status == "failed" or self.dead_letters:
+            return 1
+        return 0
+
+
+class Supervisor:
+    """Runs one topology. ``llms`` are ready clients by backend name (the caller owns them)."""
+
+    def __init__(
+        self,
+        config: TopologyConfig,
+        run_dir: Path,
+        *,
+        llms: Mapping[str, LLMClient] | None = None,
+        services: Mapping[str, Any] | None = None,
+        observers: Sequence[BusObserver] = (),
+        handle_signals: bool = True,
+        show_progress: bool | None = None,
+        status_line: Any = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self._llms = dict(llms or {})
+        self._services = dict(services or {})
+        self._observers = list(observers)
+        self._handle_signals = handle_signals
+        self._show_progress = (
+            ProgressDisplay.wanted(config.run.progress) if show_progress is None else show_progress
+        )
+        self._status_line = status_line
+        self.stopping = anyio.Event()
+        self._signals = 0
+        self._aborted = False
+        self._errors: list[str] = []
+        self.agents: list[Agent[Any]] = []
+
+    def request_stop(self) -> None:
+        """Ask for a graceful stop (what the first Ctrl+C does)."""
+        if not self.stopping.is_set():
+            _log.warning("graceful_stop_requested")
+            self.stopping.set()
+
+    async def run(self) -> RunOutcome:
+        started_at = time.monotonic()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        statistics: BusStatistics | None = None
+        dead_letters = 0
+        with CancelScope() as abort_scope:
+            self._abort_scope = abort_scope
+            async with InProcessBus() as bus:
+                for observer in self._observers:
+                    bus.add_observer(observer)
+                try:
+                    await self._run_on(bus)
+                finally:
+                    statistics = bus.statistics()
+                    dead_letters = bus.dead_letter_count
+                    if self._aborted:
+                        abort_scope.cancel()
+        status: Status
+        if self._aborted:
+            status = "aborted"
+        elif self.stopping.is_set() and self._signals:
+            status = "interrupted"
+        elif self._errors:
+            status = "failed"
+        else:
+            status = "completed"
+        outcome = RunOutcome(
+            status=status,
+            run_dir=self.run_dir,
+            dead_letters=dead_letters,
+            wall_s=time.monotonic() - started_at,
+            statistics=statistics,
+            errors=list(self._errors),
+        )
+        _log.info(
+            "run_finished",
+            status=outcome.status,
+            dead_letters=outcome.dead_letters,
+            wall_s=round(outcome.wall_s, 3),
+        )
+        return outcome
+
+    async def _run_on(self, bus: InProcessBus) -> None:
+        self.agents = self._build_agents(bus)
+        started: list[Agent[Any]] = []
+        try:
+            for agent in self.agents:
+                await agent.on_start()
+                started.append(agent)
+            async with anyio.create_task_group() as services:
+                if self._handle_signals:
+                    services.start_soon(self._watch_signals)
+                if self._show_progress:
+                    display = ProgressDisplay(self.agents, bus, status=self._status_line)
+                    services.start_soon(display.run)
+                async with anyio.create_task_group() as mains:
+                    for agent in self.agents:
+                        if agent.has_main_task():
+                            mains.start_soon(self._run_main, agent, name=f"{agent.name}.run")
+                await bus.drain()
+                services.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for agent in reversed(started):
+                    try:
+                        with anyio.fail_after(self.config.run.stop_grace_s):
+                            await agent.on_stop()
+                    except Exception as exc:
+                        self._errors.append(f"{agent.name}.on_stop: {exc!r}")
+                        _log.exception("agent_stop_failed", agent=agent.name)
+
+    def _build_agents(self, bus: InProcessBus) -> list[Agent[Any]]:
+        agents: list[Agent[Any]] = []
+        for name, spec in self.config.agents.items():
+            if not spec.enabled:
+                continue
+            cls = resolve(spec.impl)
+            llms = {slot: self._llms[backend] for slot, backend in spec.llm_bindings().items()}
+            context = AgentContext(
+                bus=bus,
+                run_dir=self.run_dir,
+                llms=llms,
+                seed=self.config.run.seed,
+                stopping=self.stopping,
+                services=self._services,
+                settings={"run": self.config.run, "topology": self.config},
+            )
+            agent = cls(name, context, spec.params)
+            bus.attach(agent.endpoint(concurrency=spec.concurrency, mailbox_size=spec.mailbox))
+            agents.append(agent)
+        return agents
+
+    async def _run_main(self, agent: Agent[Any]) -> None:
+        try:
+            await agent.run()
+        except Exception as exc:
+            self._errors.append(f"{agent.name}.run: {type(exc).__name__}: {exc}")
+            _log.exception("agent_main_failed", agent=agent.name)
+            self.stopping.set()
+
+    async def _watch_signals(self) -> None:
+        grace = self.config.run.stop_grace_s
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self._signals += 1
+                _log.warning(
+                    "interrupt_received",
+                    signal=signal.Signals(signum).name,
+                    action="graceful stop; send again to abort",
+                )
+                self.request_stop()
+                break
+            with anyio.move_on_after(grace):
+                async for _ in signals:
+                    self._signals += 1
+                    self._abort("second signal")
+                    return
+            self._abort(f"graceful stop took longer than {grace:g}s")
+
+    def _abort(self, reason: str) -> None:
+        _log.error("run_aborted", reason=reason)
+        self._aborted = True
+        self._abort_scope.cancel()
