@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import IO, Literal
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.base import Agent, AgentProgress, NoParams, handles
@@ -45,6 +46,7 @@ class DemoSource(Agent[SourceParams]):
 
     async def run(self) -> None:
         params = self.params
+        self.log.info("source_started", count=params.count)
         for index in range(params.count):
             if self.context.stopping.is_set():
                 self.log.info("source_stopping", emitted=self.emitted)
@@ -63,6 +65,9 @@ class RelayParams(BaseModel):
 
     listen: str | None = Field(default=None, description="topic to consume")
     forward: str | None = Field(default=None, description="topic to publish on")
+    stall_after: int | None = Field(
+        default=None, ge=0, description="after this many items, hang (simulates a stuck call)"
+    )
 
 
 @register("demo.relay")
@@ -70,6 +75,7 @@ class DemoRelay(Agent[RelayParams]):
     """Forwards each item (upper-cased text, one more hop); raises on items whose text is 'fail'."""
 
     role = "relay"
+    relayed = 0
 
     def routes(self) -> list[Route]:
         return [Route(DemoItem, self.relay, self.params.listen)]
@@ -77,6 +83,10 @@ class DemoRelay(Agent[RelayParams]):
     async def relay(self, message: DemoItem) -> None:
         if message.text == "fail":
             raise ValueError(f"demo failure on item {message.index}")
+        if self.params.stall_after is not None and self.relayed >= self.params.stall_after:
+            self.log.info("relay_stalled", index=message.index)
+            await anyio.Event().wait()
+        self.relayed += 1
         forwarded = DemoItem.caused_by(
             message, index=message.index, text=message.text.upper(), hops=message.hops + 1
         )
