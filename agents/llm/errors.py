@@ -9,7 +9,7 @@
     │   └── MalformedResponseError the body was not the JSON we expect
     └── FatalLLMError              retrying cannot help: fix the request or the config
         ├── BadRequestError        400/422: our request is wrong
-        ├── AuthenticationError    401/403: key missing or wrong (the env var is named, never the key)
+        ├── AuthenticationError    401/403: key missing or wrong (names the env var, never the key)
         ├── ContextTooLongError    prompt + max_tokens exceed the model's window
         └── BackendNotAvailableError  an optional dependency (vllm, xllamacpp, torch) is missing
 """

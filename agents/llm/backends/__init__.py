@@ -1,0 +1,1 @@
+"""Transports: one module per backend, each imported lazily by `agents.llm.factory`."""

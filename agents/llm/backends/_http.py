@@ -1,0 +1,110 @@
+"""What every HTTP transport shares: API keys from env vars, and status codes → typed errors."""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+from collections.abc import Mapping
+
+from agents.llm.config import BackendConfig
+from agents.llm.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextTooLongError,
+    LLMError,
+    LLMTimeoutError,
+    OverloadedError,
+    RateLimitedError,
+)
+
+__all__ = ["error_from_status", "parse_retry_after", "resolve_api_key", "scrub"]
+
+_CONTEXT_MARKERS = (
+    "context length",
+    "context_length",
+    "context window",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+    "input is too long",
+    "reduce the length",
+)
+
+
+def resolve_api_key(config: BackendConfig, placeholder: str = "unused") -> str:
+    """The key from the env var named by `api_key_env`, or `placeholder` when none is named.
+
+    Raises `AuthenticationError` naming the variable (never a value) when it is unset or empty.
+    """
+    env = config.api_key_env
+    if env is None:
+        return placeholder
+    value = os.environ.get(env, "")
+    if not value:
+        raise AuthenticationError(
+            f"LLM backend {config.backend!r}: environment variable {env} (api_key_env) is not set"
+        )
+    return value
+
+
+def scrub(text: str, config: BackendConfig) -> str:
+    """`text` with the API key's value (if a server echoed it) masked."""
+    env = config.api_key_env
+    secret = os.environ.get(env, "") if env else ""
+    return text.replace(secret, "***") if len(secret) >= 4 else text
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date); None if absent."""
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_from_status(
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None,
+    *,
+    config: BackendConfig,
+    url: str,
+) -> LLMError:
+    """The typed error for an HTTP error status. `message` is the server's error text."""
+    where = f"LLM backend {config.backend!r} at {url}"
+    short = scrub(message, config).strip().replace("\n", " ")[:300]
+    if status == 429:
+        return RateLimitedError(f"{where}: rate limited (429): {short}", parse_retry_after(headers))
+    if status in (401, 403):
+        key = (
+            f"the key in environment variable {config.api_key_env}"
+            if config.api_key_env
+            else "no API key (set api_key_env to the NAME of the variable holding it)"
+        )
+        return AuthenticationError(f"{where}: {status} not authorised with {key}: {short}")
+    if status in (408, 504):
+        return LLMTimeoutError(f"{where}: the server timed out ({status}): {short}")
+    if status >= 500:
+        retry_after = parse_retry_after(headers)
+        return OverloadedError(f"{where}: server error {status}: {short}", retry_after)
+    lowered = short.lower()
+    if status in (400, 413, 422) and any(m in lowered for m in _CONTEXT_MARKERS):
+        return ContextTooLongError(f"{where}: context too long ({status}): {short}")
+    return BadRequestError(f"{where}: request rejected ({status}): {short}")

@@ -1,0 +1,172 @@
+"""A content-addressed response cache in SQLite (WAL), so re-running the same work costs nothing.
+
+Key: `cache_key(...)`, the sha256 of the backend kind, model, the fully merged generation params,
+the messages and, for sampled calls (temperature ≠ 0), the sample index — so sample k of a
+request is reproduced exactly on a re-run, and greedy calls share one entry.
+
+Threading and durability: one SQLite connection lives on one dedicated worker thread; the event
+loop never touches the database. `put` enqueues and awaits a *group commit*: concurrent puts are
+written in one transaction, and `put` returns only after its entry is committed, so an entry whose
+`put` returned survives a process kill (WAL, synchronous=NORMAL). `get` sees entries still being
+written. Neither blocks the loop for more than a dictionary lookup and a thread hand-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from agents.llm.types import ChatMessage, Completion, GenerationParams
+
+__all__ = ["CacheStatistics", "ResponseCache", "cache_key"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    completion TEXT NOT NULL
+) WITHOUT ROWID
+"""
+
+
+def cache_key(
+    backend: str,
+    model: str,
+    params: GenerationParams,
+    messages: Sequence[ChatMessage],
+    sample: int = 0,
+) -> str:
+    """The cache key of one call. Greedy calls (temperature == 0) ignore `sample`."""
+    sampled = params.temperature is None or params.temperature > 0
+    payload = {
+        "v": 1,
+        "backend": backend,
+        "model": model,
+        "params": params.model_dump(mode="json"),
+        "messages": [[m.role, m.content] for m in messages],
+        "sample": sample if sampled else 0,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class CacheStatistics:
+    """Counters of one cache: `hits`, `misses`, `writes`, `batches` (group commits)."""
+
+    __slots__ = ("batches", "hits", "misses", "writes")
+
+    def __init__(self) -> None:
+        self.hits = self.misses = self.writes = self.batches = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class ResponseCache:
+    """Durable completions by key. Safe to use from many tasks of one event loop."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-cache")
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(_SCHEMA)
+        self._pending: dict[str, str] = {}
+        self._writing: dict[str, str] = {}
+        self._batch_done: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+        self.stats = CacheStatistics()
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _select(self, key: str) -> str | None:
+        sql = "SELECT completion FROM responses WHERE key = ?"
+        row = self._conn.execute(sql, (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    async def get(self, key: str) -> Completion | None:
+        """The cached completion (marked `cached=True`) or None. Counts a hit or a miss."""
+        raw = self._pending.get(key) or self._writing.get(key)
+        if raw is None:
+            loop = asyncio.get_running_loop()
+            raw = await loop.run_in_executor(self._executor, self._select, key)
+        if raw is None:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        return Completion.model_validate_json(raw).model_copy(update={"cached": True})
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _write(self, batch: dict[str, str]) -> None:
+        with self._conn:  # one transaction
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO responses (key, completion) VALUES (?, ?)",
+                batch.items(),
+            )
+
+    async def put(self, key: str, completion: Completion) -> None:
+        """Store `completion` and return once it is committed (group commit with other puts).
+
+        Raises `RuntimeError` after `close()`; sqlite errors propagate to every put of the batch.
+        """
+        if self._closed:
+            raise RuntimeError("ResponseCache is closed")
+        self._pending[key] = completion.model_copy(update={"cached": False}).model_dump_json()
+        if self._batch_done is None:
+            self._batch_done = asyncio.get_running_loop().create_future()
+        done = self._batch_done
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop())
+        await asyncio.shield(done)
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            done, self._batch_done = self._batch_done, None
+            self._writing = batch
+            try:
+                await loop.run_in_executor(self._executor, self._write, batch)
+            except BaseException as exc:
+                if done is not None and not done.done():
+                    done.set_exception(exc)
+                    done.exception()  # mark retrieved: puts re-raise it themselves
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                self.stats.writes += len(batch)
+                self.stats.batches += 1
+                if done is not None and not done.done():
+                    done.set_result(None)
+            finally:
+                self._writing = {}
+
+    def count(self) -> int:
+        """Committed entries (synchronous; for tests and reports)."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    async def aclose(self) -> None:
+        """Wait for pending writes, then close."""
+        if self._writer is not None and not self._writer.done():
+            await self._writer
+        self.close()
+
+    def close(self) -> None:
+        """Close now: pending (not yet awaited) writes are committed synchronously first."""
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=True)
+        if self._pending:
+            self._write(self._pending)
+            self._pending = {}
+        self._conn.close()

@@ -1,0 +1,129 @@
+"""Validated configuration of one LLM backend: a topology TOML's `[llm.<name>]` table.
+
+The runtime embeds `dict[str, BackendConfig]` in its topology model, so every field here is
+validated by pydantic with `extra="forbid"` and errors carry clean locations
+(`llm.main.rpm: Input should be greater than 0`). Secrets never appear here: `api_key_env` names
+an environment variable, read only when a transport is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agents.llm.types import GenerationParams
+
+__all__ = [
+    "BackendConfig",
+    "BackendName",
+    "BackoffConfig",
+    "EndpointPolicy",
+    "Prices",
+    "PromptProfile",
+]
+
+BackendName = Literal[
+    "openai", "openai-compatible", "anthropic", "vllm", "transformers", "scripted", "embedded"
+]
+PromptProfile = Literal["full", "compact"]
+
+#: Backends that talk HTTP to one or more endpoints (base URLs).
+HTTP_BACKENDS: frozenset[str] = frozenset({"openai", "openai-compatible", "anthropic"})
+
+_DEFAULT_ENDPOINTS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackoffConfig(_Strict):
+    """Exponential back-off between attempts: `base_s * multiplier**(attempt-1)`, capped at
+    `max_s`, with `jitter` (a fraction, 0..1) of the delay drawn at random. A server's
+    Retry-After is a floor: we never retry sooner than it asked."""
+
+    base_s: float = Field(default=0.5, ge=0)
+    multiplier: float = Field(default=2.0, ge=1)
+    max_s: float = Field(default=30.0, ge=0)
+    jitter: float = Field(default=0.5, ge=0, le=1)
+
+
+class Prices(_Strict):
+    """USD per one million tokens, for the cost estimate in usage reports."""
+
+    input_per_mtok: float = Field(default=0.0, ge=0)
+    output_per_mtok: float = Field(default=0.0, ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+        ) / 1e6
+
+
+class EndpointPolicy(_Strict):
+    """Health policy of the endpoints behind one backend name.
+
+    After `failures_to_cool` consecutive retryable failures (timeouts, refused connections,
+    5xx) an endpoint rests for `cooldown_s` (doubling on each further failure, up to
+    `max_cooldown_s`); the balancer sends to the least busy endpoint that is not resting.
+    """
+
+    failures_to_cool: int = Field(default=2, ge=1)
+    cooldown_s: float = Field(default=5.0, ge=0)
+    max_cooldown_s: float = Field(default=60.0, ge=0)
+
+
+class BackendConfig(_Strict):
+    """One named LLM backend.
+
+    `concurrency` caps requests in flight (the adaptive limit shrinks below it on 429/503 and
+    climbs back to it, never above). `rpm`/`tpm` hold over any sliding 60 s window.
+    `timeout_s` bounds each attempt; `deadline_s` (optional) bounds the whole call, queueing
+    and retries included. `max_attempts` counts the first try: 1 means no retry.
+    """
+
+    backend: BackendName
+    model: str = Field(default="", description="model name sent to the server / loaded locally")
+    endpoints: list[str] = Field(default_factory=list)
+    api_key_env: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var NAME, not the key"
+    )
+    concurrency: int = Field(default=16, ge=1)
+    min_concurrency: int = Field(default=1, ge=1)
+    adaptive: bool = True
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+    deadline_s: float | None = Field(default=None, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+    endpoint_policy: EndpointPolicy = Field(default_factory=EndpointPolicy)
+    prices: Prices = Field(default_factory=Prices)
+    defaults: GenerationParams = Field(default_factory=GenerationParams)
+    prompt_profile: PromptProfile = "full"
+    cache: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> BackendConfig:
+        if self.min_concurrency > self.concurrency:
+            raise ValueError("min_concurrency must not exceed concurrency")
+        if self.backend == "openai-compatible" and not self.endpoints:
+            raise ValueError("backend 'openai-compatible' needs at least one URL in `endpoints`")
+        if self.backend in HTTP_BACKENDS and not self.model:
+            raise ValueError(f"backend {self.backend!r} needs `model`")
+        for url in self.endpoints:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"endpoint {url!r} must start with http:// or https://")
+        return self
+
+    def resolved_endpoints(self) -> list[str]:
+        """The base URLs to use: the configured ones, or the provider's default."""
+        if self.endpoints:
+            return [u.rstrip("/") for u in self.endpoints]
+        default = _DEFAULT_ENDPOINTS.get(self.backend)
+        return [default] if default else []

@@ -1,0 +1,192 @@
+"""The admission controls of a managed client: an adaptive concurrency cap and rate windows.
+
+`AdaptiveLimiter` is a FIFO semaphore whose size moves (AIMD): `shrink()` on a 429/503 halves
+it (at most once per `shrink_interval_s`, so one burst of rejections counts once), each success
+adds `1/limit` back, so it climbs by about one slot per full window of successes, up to the
+configured maximum. Waiters block in `acquire()` in arrival order; cancellation while waiting is
+safe (the slot is passed on).
+
+`RateWindow` bounds a quantity (requests or tokens) over any sliding window of `window_s`
+seconds. `acquire(amount)` blocks (FIFO, on the injected clock) until the amount fits; it returns
+a `Grant` whose amount can be corrected once the real figure is known (tokens counted after the
+call). An amount larger than the whole budget is admitted alone into an empty window rather than
+blocking forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from dataclasses import dataclass
+
+from agents.llm.clock import Clock
+
+__all__ = ["AdaptiveLimiter", "Grant", "RateWindow"]
+
+
+class AdaptiveLimiter:
+    """A concurrency cap that shrinks under pressure and recovers gradually."""
+
+    def __init__(
+        self,
+        maximum: int,
+        *,
+        minimum: int = 1,
+        adaptive: bool = True,
+        decrease_factor: float = 0.5,
+        shrink_interval_s: float = 1.0,
+        clock: Clock,
+    ) -> None:
+        self.maximum = maximum
+        self.minimum = min(minimum, maximum)
+        self.adaptive = adaptive
+        self._factor = decrease_factor
+        self._interval = shrink_interval_s
+        self._clock = clock
+        self._limit = float(maximum)
+        self._in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._last_shrink = float("-inf")
+        self.shrinks = 0
+        self.peak_in_flight = 0
+
+    @property
+    def limit(self) -> int:
+        return int(self._limit)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for w in self._waiters if not w.done())
+
+    async def acquire(self) -> None:
+        """Wait for a slot (FIFO). Raises CancelledError if cancelled while waiting."""
+        if self._in_flight < self.limit and not self._waiters:
+            self._take()
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._wake()
+        try:
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                # we were granted a slot but are leaving: hand it on
+                self.release()
+            else:
+                fut.cancel()
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(fut)
+
+    def _take(self) -> None:
+        self._in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+
+    def release(self) -> None:
+        """Return a slot and wake waiters that now fit."""
+        self._in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        for fut in self._waiters:
+            if self._in_flight >= self.limit:
+                break
+            if not fut.done():
+                self._take()
+                fut.set_result(None)
+
+    def on_success(self) -> None:
+        """Additive increase: about +1 slot per `limit` successes."""
+        if self.adaptive and self._limit < self.maximum:
+            self._limit = min(float(self.maximum), self._limit + 1.0 / max(self._limit, 1.0))
+            self._wake()
+
+    def shrink(self) -> bool:
+        """Multiplicative decrease after a 429/503; True if the limit moved."""
+        if not self.adaptive:
+            return False
+        now = self._clock.now()
+        if now - self._last_shrink < self._interval:
+            return False
+        self._last_shrink = now
+        new = max(float(self.minimum), float(int(self._limit * self._factor)))
+        moved = new < self._limit
+        self._limit = new
+        if moved:
+            self.shrinks += 1
+        return moved
+
+
+@dataclass(eq=False)
+class Grant:
+    """An admitted amount in a `RateWindow`, correctable once the real amount is known."""
+
+    at: float
+    amount: float
+
+
+class RateWindow:
+    """At most `budget` units over any sliding `window_s` seconds."""
+
+    def __init__(self, budget: float, *, window_s: float = 60.0, clock: Clock) -> None:
+        self.budget = budget
+        self.window_s = window_s
+        self._clock = clock
+        self._grants: deque[Grant] = deque()
+        self._used = 0.0
+        self._lock = asyncio.Lock()
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def used(self) -> float:
+        self._expire(self._clock.now())
+        return self._used
+
+    def _expire(self, now: float) -> None:
+        while self._grants and self._grants[0].at + self.window_s <= now:
+            self._used -= self._grants.popleft().amount
+        if not self._grants:
+            self._used = 0.0
+
+    async def acquire(self, amount: float) -> Grant:
+        """Block until `amount` fits in the window, then record it. FIFO among waiters."""
+        amount = max(0.0, amount)
+        self._waiting += 1
+        try:
+            async with self._lock:
+                while True:
+                    now = self._clock.now()
+                    self._expire(now)
+                    if self._used + amount <= self.budget or not self._grants:
+                        grant = Grant(now, amount)
+                        self._grants.append(grant)
+                        self._used += amount
+                        return grant
+                    # wait until enough old grants expire
+                    need = self._used + amount - self.budget
+                    freed = 0.0
+                    wake = self._grants[-1].at + self.window_s
+                    for g in self._grants:
+                        freed += g.amount
+                        if freed >= need:
+                            wake = g.at + self.window_s
+                            break
+                    await self._clock.sleep(max(wake - now, 0.0))
+        finally:
+            self._waiting -= 1
+
+    def correct(self, grant: Grant, actual: float) -> None:
+        """Replace an estimate with the measured amount (if still inside the window)."""
+        actual = max(0.0, actual)
+        if grant.at + self.window_s > self._clock.now():  # not yet expired out of the window
+            self._used += actual - grant.amount
+        grant.amount = actual
