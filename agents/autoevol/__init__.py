@@ -1,0 +1,1 @@
+"""Auto Evol-Instruct: optimizing the evolving method itself (analysis, optimization, judging)."""
