@@ -19,7 +19,13 @@ __all__ = ["UnknownImplementationError", "available", "register", "resolve"]
 A = TypeVar("A", bound=type[Agent[Any]])
 
 # Modules whose import registers the built-in implementations.
-BUILTIN_MODULES: tuple[str, ...] = ("agents.demo",)
+BUILTIN_MODULES: tuple[str, ...] = (
+    "agents.demo",
+    "agents.pool",
+    "agents.evol.agent",
+    "agents.responder",
+    "agents.eliminator.agent",
+)
 
 _IMPLEMENTATIONS: dict[str, type[Agent[Any]]] = {}
 _builtins_loaded = False

@@ -35,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agents.llm.config import BackendConfig
 from agents.registry import UnknownImplementationError, resolve
 from runtime.errors import ConfigError
+from runtime.export import ExportSettings
+from runtime.inputs import Container, InputFormat
 
 __all__ = [
     "AgentConfig",
@@ -58,10 +60,8 @@ class InputSpec(_Strict):
     """One input file. ``format = "auto"`` detects it from the extension and content."""
 
     path: str
-    format: Literal[
-        "auto", "alpaca", "alpaca-jsonl", "self-instruct", "sharegpt", "messages", "text",
-        "jsonl", "csv",
-    ] = "auto"
+    format: InputFormat = "auto"
+    container: Container = "auto"
     mapping: dict[str, str] = Field(
         default_factory=dict, description="our field -> the file's field, e.g. instruction=question"
     )
@@ -88,6 +88,10 @@ class RunSettings(_Strict):
         default=None, description="SQLite response cache path; default: <run_dir>/llm_cache.sqlite"
     )
     stop_grace_s: float = Field(default=30.0, gt=0, description="time allowed for a graceful stop")
+    export: ExportSettings = Field(default_factory=ExportSettings)
+    message_payloads: bool = Field(
+        default=False, description="store every message's full JSON in run.sqlite (large)"
+    )
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -214,7 +218,8 @@ def _config_error(
     first = exc.errors()[0]
     loc = prefix + tuple(str(part) for part in first["loc"])
     message = first["msg"]
-    if first["type"] not in ("missing", "extra_forbidden") and "input" in first:
+    scalar = not isinstance(first.get("input"), dict | list)
+    if first["type"] not in ("missing", "extra_forbidden") and "input" in first and scalar:
         message = f"{message} (got {first['input']!r})"
     if first["type"] == "extra_forbidden":
         message = "unknown key (check its spelling)"

@@ -1,7 +1,13 @@
-"""One run, assembled: run directory, logging, LLM clients (with cache and usage), supervisor.
+"""One run, assembled: run dir, store, seeds, LLM clients (cache + usage), supervisor, exports.
 
-`execute` is what ``python -m runtime CONFIG`` calls. It writes the resolved config into the run
-directory before anything else, owns every LLM client it builds, and always closes them.
+`execute` is what ``python -m runtime CONFIG`` and ``resume`` call. Order of events:
+1. the seeds are opened (small inputs are validated completely) — a bad input fails here, before
+   anything is written;
+2. the resolved config is written, the store opened (``run.sqlite``), an attempt recorded;
+3. LLM clients are built over one shared response cache and one usage recorder;
+4. the supervisor runs the topology; the store observes the bus and flushes periodically;
+5. whatever the outcome: usage and the summary are stored, the dataset exported (also after an
+   interrupt: it holds what was finished), clients and store closed.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ import re
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import anyio
 import structlog
 
 from agents.llm.cache import ResponseCache
@@ -19,11 +27,15 @@ from agents.llm.factory import build_client
 from agents.llm.types import LLMClient
 from agents.llm.usage import UsageRecorder
 from runtime.config import TopologyConfig
+from runtime.export import export_dataset, summarize
+from runtime.seeds import SeedStream
+from runtime.store import STORE_FILE, RunStore
 from runtime.supervisor import RunOutcome, Supervisor
 
-__all__ = ["RESOLVED_CONFIG", "execute", "new_run_dir"]
+__all__ = ["RESOLVED_CONFIG", "SUMMARY_FILE", "execute", "new_run_dir"]
 
 RESOLVED_CONFIG = "config.resolved.json"
+SUMMARY_FILE = "summary.json"
 
 _log = structlog.get_logger("runtime")
 
@@ -46,38 +58,72 @@ async def execute(
     *,
     show_progress: bool | None = None,
     handle_signals: bool = True,
+    config_dir: Path | None = None,
 ) -> RunOutcome:
-    """Run ``config`` in ``run_dir`` (created if needed) and return how it ended."""
+    """Run ``config`` in ``run_dir`` (created if needed; an existing store is resumed)."""
+    seeds = SeedStream(config.run.inputs, base_dir=config_dir) if config.run.inputs else None
     _write_json(run_dir / RESOLVED_CONFIG, config.model_dump(mode="json"))
+    store = RunStore(run_dir / STORE_FILE, message_payloads=config.run.message_payloads)
+    store.begin_attempt()
     usage = UsageRecorder()
-    async with AsyncExitStack() as stack:
-        cache: ResponseCache | None = None
-        if any(backend.cache for backend in config.llm.values()):
-            cache_path = Path(config.run.llm_cache or run_dir / "llm_cache.sqlite")
-            cache = ResponseCache(cache_path)
-            stack.callback(cache.close)
-        llms: dict[str, LLMClient] = {}
-        for name, backend in config.llm.items():
-            client = build_client(
-                name, backend, cache=cache if backend.cache else None, usage=usage
+    outcome: RunOutcome | None = None
+    try:
+        async with AsyncExitStack() as stack:
+            llms = _build_llms(config, run_dir, usage, stack)
+            services: dict[str, Any] = {"store": store}
+            if seeds is not None:
+                services["seeds"] = seeds
+            supervisor = Supervisor(
+                config,
+                run_dir,
+                llms=llms,
+                services=services,
+                observers=[store],
+                handle_signals=handle_signals,
+                show_progress=show_progress,
             )
-            stack.push_async_callback(client.aclose)
-            llms[name] = client
-        supervisor = Supervisor(
-            config,
-            run_dir,
-            llms=llms,
-            handle_signals=handle_signals,
-            show_progress=show_progress,
-        )
-        outcome = await supervisor.run()
-    _write_json(run_dir / "usage.json", usage.snapshot().model_dump(mode="json"))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.run_flusher)
+                outcome = await supervisor.run()
+                tg.cancel_scope.cancel()
+    finally:
+        store.put_record("usage", f"attempt-{store.attempt}", usage.snapshot().model_dump(
+            mode="json"))
+        if outcome is not None:
+            store.end_attempt(outcome.status, outcome.dead_letters, outcome.wall_s)
+        _finish(config, run_dir, store, usage)
+        store.close()
+    assert outcome is not None
     return outcome
+
+
+def _build_llms(
+    config: TopologyConfig, run_dir: Path, usage: UsageRecorder, stack: AsyncExitStack
+) -> dict[str, LLMClient]:
+    cache: ResponseCache | None = None
+    if any(backend.cache for backend in config.llm.values()):
+        cache = ResponseCache(Path(config.run.llm_cache or run_dir / "llm_cache.sqlite"))
+        stack.callback(cache.close)
+    llms: dict[str, LLMClient] = {}
+    for name, backend in config.llm.items():
+        client = build_client(name, backend, cache=cache if backend.cache else None, usage=usage)
+        stack.push_async_callback(client.aclose)
+        llms[name] = client
+    return llms
+
+
+def _finish(config: TopologyConfig, run_dir: Path, store: RunStore, usage: UsageRecorder) -> None:
+    summary = summarize(store)
+    if summary["seeds"]:
+        files = export_dataset(store, run_dir, config.run.export, seed=config.run.seed)
+        summary["exports"] = {fmt: path.name for fmt, path in files.items()}
+    summary["llm_usage"] = usage.snapshot().model_dump(mode="json")
+    _write_json(run_dir / SUMMARY_FILE, summary)
 
 
 def _write_json(path: Path, data: object) -> None:
     """Write ``data`` as JSON atomically (temp file + rename): never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
     tmp.replace(path)

@@ -1,0 +1,1 @@
+"""The evolution pipeline's shared vocabulary: messages, the row store protocol, seeds."""

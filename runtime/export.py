@@ -1,0 +1,144 @@
+"""Dataset exports and the run summary, read from the run store.
+
+- ``dataset.alpaca.jsonl``: ``{instruction, input, output}`` + lineage columns
+  (``seed_id, round, operation, method_id, step_id, parent_step_id, prompt_version``);
+- ``dataset.chat.jsonl``: ``{messages: [user, assistant]}`` + the same lineage columns;
+- ``dataset.parquet`` when pyarrow is installed and asked for.
+
+Rows are every accepted step of every round, mixed (the paper's recipe), in seed order then round.
+``sample = N`` keeps a uniform random N of them (reservoir sampling with the run seed: memory
+O(N), deterministic). Files are written to a temp name and renamed: never half written.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtime.store import RunStore
+
+__all__ = ["ExportSettings", "export_dataset", "summarize"]
+
+Format = Literal["alpaca", "chat", "parquet"]
+
+_LINEAGE = ("seed_id", "round", "operation", "method_id", "step_id", "parent_step_id",
+            "prompt_version")
+
+
+class ExportSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    formats: tuple[Format, ...] = ("alpaca", "chat")
+    sample: int | None = Field(default=None, ge=1, description="keep a random N of all rows")
+    min_round: int = Field(default=0, ge=0, description="drop rounds below this (0 keeps seeds)")
+
+
+def _accepted(store: RunStore, min_round: int) -> Iterator[dict[str, Any]]:
+    for row in store.query(
+        "SELECT s.* FROM steps s JOIN seeds d ON d.seed_id = s.seed_id "
+        "WHERE s.status = 'accepted' AND s.round >= ? ORDER BY d.position, s.round",
+        (min_round,),
+    ):
+        yield dict(row)
+
+
+def _rows(store: RunStore, settings: ExportSettings, seed: int) -> Iterator[dict[str, Any]]:
+    if settings.sample is None:
+        yield from _accepted(store, settings.min_round)
+        return
+    rng = random.Random(seed)
+    reservoir: list[tuple[int, dict[str, Any]]] = []
+    for index, row in enumerate(_accepted(store, settings.min_round)):
+        if index < settings.sample:
+            reservoir.append((index, row))
+        else:
+            slot = rng.randint(0, index)
+            if slot < settings.sample:
+                reservoir[slot] = (index, row)
+    yield from (row for _, row in sorted(reservoir, key=lambda item: item[0]))
+
+
+def export_dataset(
+    store: RunStore, out_dir: Path, settings: ExportSettings, *, seed: int = 0
+) -> dict[str, Path]:
+    """Write the requested formats into ``out_dir``; returns format -> path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets: dict[str, Path] = {}
+    handles: dict[str, Any] = {}
+    parquet_rows: list[dict[str, Any]] | None = [] if "parquet" in settings.formats else None
+    for fmt in settings.formats:
+        if fmt == "parquet":
+            continue
+        path = out_dir / f"dataset.{fmt}.jsonl"
+        targets[fmt] = path
+        handles[fmt] = path.with_name(path.name + ".tmp").open("w", encoding="utf-8")
+    try:
+        for row in _rows(store, settings, seed):
+            lineage = {key: row[key] for key in _LINEAGE}
+            output = row["response"] or ""
+            if "alpaca" in handles:
+                record = {"instruction": row["instruction"], "input": row["input"] or "",
+                          "output": output, **lineage}
+                handles["alpaca"].write(json.dumps(record, ensure_ascii=False) + "\n")
+            if "chat" in handles:
+                user = row["instruction"] if not row["input"] else (
+                    f"{row['instruction']}\n\n{row['input']}")
+                record = {"messages": [{"role": "user", "content": user},
+                                       {"role": "assistant", "content": output}], **lineage}
+                handles["chat"].write(json.dumps(record, ensure_ascii=False) + "\n")
+            if parquet_rows is not None:
+                parquet_rows.append({"instruction": row["instruction"], "input": row["input"] or "",
+                                     "output": output, **lineage})
+    finally:
+        for handle in handles.values():
+            handle.close()
+    for path in targets.values():
+        path.with_name(path.name + ".tmp").replace(path)
+    if parquet_rows is not None:
+        targets["parquet"] = _write_parquet(parquet_rows, out_dir / "dataset.parquet")
+    return targets
+
+
+def _write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
+    try:
+        import pyarrow as pa  # type: ignore[import-not-found, unused-ignore]
+        import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]
+    except ImportError as exc:
+        raise RuntimeError(
+            "Parquet export needs pyarrow: pip install 'evolagents[export]'"
+        ) from exc
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    tmp.replace(path)
+    return path
+
+
+def summarize(store: RunStore) -> dict[str, Any]:
+    """Rows by status, steps by round and status, rejections per rule, failures per stage."""
+    rows = {r["status"]: r["n"] for r in store.query(
+        "SELECT status, COUNT(*) AS n FROM rows GROUP BY status")}
+    per_round: dict[int, Counter[str]] = defaultdict(Counter)
+    for r in store.query("SELECT round, status, COUNT(*) AS n FROM steps GROUP BY round, status"):
+        per_round[int(r["round"])][r["status"]] += int(r["n"])
+    rules = {r["rule"]: r["n"] for r in store.query(
+        "SELECT rule, COUNT(*) AS n FROM steps WHERE status = 'rejected' GROUP BY rule "
+        "ORDER BY n DESC")}
+    failures = {f"{r['stage']}:{r['error_type']}": r["n"] for r in store.query(
+        "SELECT stage, error_type, COUNT(*) AS n FROM steps WHERE status = 'failed' "
+        "GROUP BY stage, error_type")}
+    dead = next(iter(store.query("SELECT COUNT(*) AS n FROM dead_letters")))["n"]
+    seeds = next(iter(store.query("SELECT COUNT(*) AS n FROM seeds")))["n"]
+    return {
+        "seeds": seeds,
+        "rows": rows,
+        "rounds": {str(k): dict(v) for k, v in sorted(per_round.items())},
+        "rejected_by_rule": rules,
+        "failed_by_stage": failures,
+        "dead_letters": dead,
+    }
