@@ -180,6 +180,7 @@ class PoolAgent(Agent[PoolParams]):
         self.active.pop(seed_id, None)
         self.store.finish_row(seed_id, status, error or None)
         self.counts[status] += 1
+        self.log.info("row_finished", seed_id=seed_id, status=status, error=error or None)
         self.slot_freed.set()
 
     def progress(self) -> AgentProgress:

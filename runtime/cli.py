@@ -2,6 +2,7 @@
 
     python -m runtime CONFIG [--set key=value ...] [--run-dir DIR] [--no-progress]
     python -m runtime run CONFIG ...            (the same, spelled out)
+    python -m runtime resume RUN_DIR [--retry-failed] [--set ...]
     python -m runtime validate CONFIG [--set ...]
     python -m runtime agents                    (list agent implementations)
     python -m runtime mock-llm [...]            (the mock OpenAI/Anthropic server)
@@ -13,6 +14,7 @@ bad usage; 130 interrupted (Ctrl+C / SIGTERM).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +27,7 @@ from runtime.errors import ConfigError, InputDataError
 
 __all__ = ["main"]
 
-SUBCOMMANDS = ("run", "validate", "agents", "mock-llm")
+SUBCOMMANDS = ("run", "resume", "validate", "agents", "mock-llm")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
     run.add_argument("--log-console", choices=("pretty", "json", "off"),
                      help="console log format (default from the config)")
+
+    resume = sub.add_parser("resume", help="complete the remaining work of an earlier run")
+    resume.add_argument("run_dir", type=Path)
+    resume.add_argument("--retry-failed", action="store_true",
+                        help="also retry rows that failed (e.g. LLM retries exhausted)")
+    resume.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a value of the stored config")
+    resume.add_argument("--no-progress", action="store_true")
+    resume.add_argument("--log-console", choices=("pretty", "json", "off"))
 
     validate = sub.add_parser("validate", help="validate a topology config and exit")
     validate.add_argument("config", type=Path)
@@ -69,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "agents":
             return _list_agents()
+        if args.command == "resume":
+            return _resume(args)
         config = load_config(args.config, args.overrides)
         if args.command == "validate":
             print(f"{args.config}: valid ({len(config.agents)} agents, {len(config.llm)} LLM "
@@ -89,14 +102,47 @@ def _list_agents() -> int:
     return 0
 
 
-def _run(config: TopologyConfig, args: argparse.Namespace) -> int:
+def _resume(args: argparse.Namespace) -> int:
+    from runtime.config import apply_overrides, validate_config
+    from runtime.run import RESOLVED_CONFIG
+    from runtime.store import STORE_FILE
+
+    run_dir: Path = args.run_dir
+    stored = run_dir / RESOLVED_CONFIG
+    if not (run_dir / STORE_FILE).is_file() or not stored.is_file():
+        raise ConfigError(f"no run to resume here (missing {STORE_FILE} or {RESOLVED_CONFIG})",
+                          file=run_dir)
+    raw = json.loads(stored.read_text(encoding="utf-8"))
+    overrides = list(args.overrides)
+    if args.retry_failed:
+        overrides += [f"agents.{name}.params.retry_failed=true"
+                      for name, agent in raw.get("agents", {}).items()
+                      if agent.get("impl") == "pool.rounds"]
+    config = validate_config(apply_overrides(raw, overrides, file=stored), file=stored)
+    return _run(config, args, run_dir=run_dir, resuming=True)
+
+
+def _run(
+    config: TopologyConfig,
+    args: argparse.Namespace,
+    *,
+    run_dir: Path | None = None,
+    resuming: bool = False,
+) -> int:
     from runtime.logging import close_logging, configure_logging
     from runtime.run import execute, new_run_dir
+    from runtime.store import STORE_FILE
 
     if args.log_console:
         log = config.run.log.model_copy(update={"console": args.log_console})
         config = config.model_copy(update={"run": config.run.model_copy(update={"log": log})})
-    run_dir: Path = args.run_dir or new_run_dir(config)
+    run_dir = run_dir or args.run_dir or new_run_dir(config)
+    if not resuming and (run_dir / STORE_FILE).exists():
+        raise ConfigError(
+            f"already holds a run; continue it with `python -m runtime resume {run_dir}`",
+            file=run_dir,
+        )
+    config_dir = None if resuming else Path(args.config).resolve().parent
     log = config.run.log
     configure_logging(
         run_dir=run_dir, level=log.level, console=log.console, console_level=log.console_level
@@ -104,7 +150,12 @@ def _run(config: TopologyConfig, args: argparse.Namespace) -> int:
     print(f"run directory: {run_dir}", file=sys.stderr)
     try:
         outcome = anyio.run(
-            lambda: execute(config, run_dir, show_progress=False if args.no_progress else None)
+            lambda: execute(
+                config,
+                run_dir,
+                show_progress=False if args.no_progress else None,
+                config_dir=config_dir,
+            )
         )
     except (ConfigError, InputDataError):
         raise
@@ -113,11 +164,25 @@ def _run(config: TopologyConfig, args: argparse.Namespace) -> int:
         return 1
     finally:
         close_logging()
-    print(
-        f"run {outcome.status}: {outcome.dead_letters} dead letters, "
-        f"{outcome.wall_s:.1f}s — {run_dir}",
-        file=sys.stderr,
-    )
+    _print_result(outcome.status, outcome.dead_letters, outcome.wall_s, run_dir)
     for error in outcome.errors:
         print(f"error: {error}", file=sys.stderr)
     return outcome.exit_code
+
+
+def _print_result(status: str, dead_letters: int, wall_s: float, run_dir: Path) -> None:
+    from runtime.run import SUMMARY_FILE
+
+    print(f"run {status} in {wall_s:.1f}s, {dead_letters} dead letters", file=sys.stderr)
+    summary_path = run_dir / SUMMARY_FILE
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        rows = ", ".join(f"{n} {status}" for status, n in summary.get("rows", {}).items())
+        if rows:
+            print(f"rows: {rows}", file=sys.stderr)
+        for fmt, name in summary.get("exports", {}).items():
+            print(f"dataset ({fmt}): {run_dir / name}", file=sys.stderr)
+        report = run_dir / "report.html"
+        if report.is_file():
+            print(f"report: {report}", file=sys.stderr)
+    print(f"run directory: {run_dir}", file=sys.stderr)
