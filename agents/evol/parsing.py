@@ -36,15 +36,20 @@ _DECOR = r"[#*_`\"'>\[\]\s]*"
 # then a separator or the end of the line. Group `rest` is any inline content after it.
 _LABEL_RE = re.compile(
     rf"^[ \t]*(?:[-*+]\s+)?{_DECOR}(?:(?:the|a|your|my|here\s+is\s+the)\s+)?"
-    rf"(?:(?:{_QUAL}\s+)+{_NOUN}(?:\s*\(\w+\))?|rewritten|rewrite|after|answer|output|result)"
+    rf"(?:(?:{_QUAL}\s+)+{_NOUN}(?:\s*\(\w+\))?|rewritten|rewrite|after)"
     rf"[#*_`\"'\]]*[ \t]*(?:[:\-\u2013\u2014=]+|(?=\n)|$)[#*_`\"' \t]*(?P<rest>[^\n]*)$",
     re.IGNORECASE | re.MULTILINE,
 )
 # Labels of the *original* instruction: what follows them is an echo, not the answer.
 _GIVEN_RE = re.compile(
-    rf"^[ \t]*{_DECOR}(?:the\s+)?(?:given|original|initial|old|source|input|before)"
-    rf"(?:\s+{_NOUN})?[#*_`\"'\]]*[ \t]*(?:[:\-\u2013\u2014]+|(?=\n)|$)",
+    rf"^[ \t]*{_DECOR}(?:the\s+)?(?:(?:given|original|initial|old)\s+(?:prompt|instruction)|before)"
+    rf"[#*_`\"'\]]*[ \t]*(?:[:\-\u2013\u2014]+|(?=\n)|$)",
     re.IGNORECASE | re.MULTILINE,
+)
+# A label counts anywhere when it is unmistakable (a rewrite word, or `#…#` / bold decoration);
+# a plain one ("New task:", "Final question:") only at the top, where it cannot be content.
+_STRONG_LABEL_RE = re.compile(
+    r"rewrit|re-writ|created|evolved|revised|modified|improved|brand|#|\*\*|after", re.IGNORECASE
 )
 _PREAMBLE_RE = re.compile(
     r"^[\s*_#>]*(?:(?:sure|certainly|of course|okay|ok|absolutely|alright|great|got it|"
@@ -55,8 +60,10 @@ _PREAMBLE_RE = re.compile(
 )
 _TRAILER_RE = re.compile(
     r"^[\s*_(>\[-]*(?:"
-    r"(?:notes?|explanation|changes(?:\s+made)?|rationale|justification|reasoning|"
+    r"(?:explanation|changes(?:\s+made)?|rationale|justification|reasoning|"
     r"modifications|what changed)\s*[*_]*\s*[:\-\u2013]"
+    r"|notes?\s*[*_]*\s*[:\-\u2013][^\n]*(?:rewrit|original|given|added|adds|version|chang|"
+    r"modif|complex|challenging|difficult|i\s+(?:have|made|kept))"
     r"|(?:this|the|my)\s+(?:rewritten|revised|new|modified|updated|evolved|improved|"
     r"more\s+complex|complex|harder)\s+(?:version|prompt|instruction|question|task|problem)\b"
     r"|this\s+(?:version|prompt|instruction|rewrite|revision|change|modification|adds|added|"
@@ -124,11 +131,21 @@ def _from_tags(text: str) -> str:
 
 def _after_last_label(text: str) -> str:
     """Everything after the last rewritten-instruction label, when one has content after it."""
-    for match in reversed(list(_LABEL_RE.finditer(text))):
+    accepted = [m for m in _LABEL_RE.finditer(text) if _is_label(m, text)]
+    for match in reversed(accepted):
         after = (match.group("rest") + text[match.end() :]).strip()
         if _MEANINGFUL_RE.search(after):
             return after
-    return _LABEL_RE.sub(lambda m: m.group("rest"), text)
+    return _LABEL_RE.sub(lambda m: m.group("rest") if _is_label(m, text) else m.group(0), text)
+
+
+def _is_label(match: re.Match[str], text: str) -> bool:
+    label = match.group(0)[: match.start("rest") - match.start()]
+    return bool(_STRONG_LABEL_RE.search(label)) or _only_preamble(text[: match.start()])
+
+
+def _only_preamble(text: str) -> bool:
+    return all(not line.strip() or _is_preamble(line) for line in text.split("\n"))
 
 
 def _drop_preamble(text: str) -> str:

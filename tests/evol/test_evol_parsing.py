@@ -163,3 +163,42 @@ def test_fuzz_plain_sentences_are_never_lost(lines: list[str], punct: str, profi
 @given(raw=st.text(alphabet=st.sampled_from(" \n\t.,;:!?-*#\"'`")))
 def test_fuzz_punctuation_only_is_none(raw: str) -> None:
     assert extract_evolved_instruction(raw) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            "Write a function that sums a list.\nInput: [1, 2, 3]\nOutput: 6", id="io-example"
+        ),
+        pytest.param(
+            "Rewrite the sentence more formally.\nOriginal: hey, what's up?", id="original-field"
+        ),
+        pytest.param(
+            "Solve the puzzle below and give the answer.\nAnswer: one word only", id="answer-line"
+        ),
+        pytest.param(
+            "Write a function that returns the median of a list.\n"
+            "Note: the list may contain negative numbers.",
+            id="note-that-belongs",
+        ),
+        pytest.param(
+            "Tom has 3 apples and buys 4 more.\nFinal question: how many does he have?",
+            id="plain-label-inside",
+        ),
+        pytest.param("Given: a triangle with sides 3, 4 and 5.\nFind its area.", id="given-field"),
+    ],
+)
+def test_content_lines_that_look_like_packaging_are_kept(body: str) -> None:
+    assert extract_evolved_instruction(body) == body
+    assert extract_evolved_instruction(f"#Rewritten Prompt#:\n{body}") == body
+
+
+def test_plain_label_at_the_top_is_still_removed() -> None:
+    assert extract_evolved_instruction(f"New task: {GOAL}") == GOAL
+    assert extract_evolved_instruction(f"Sure!\nFinal question:\n{GOAL}") == GOAL
+
+
+def test_note_about_the_rewrite_is_cut() -> None:
+    raw = f"{GOAL}\nNote: the original prompt was made more specific."
+    assert extract_evolved_instruction(raw) == GOAL
