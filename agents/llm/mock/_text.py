@@ -64,6 +64,12 @@ _ANSWER = (
     "Finally, reviewing the outcome and reflecting on {c} leads to steady improvement.",
 )
 
+_OPENINGS = (
+    "To answer this well, it helps to start with what {main} really involves.",
+    "Here is a clear overview of {main} and the ideas that matter most.",
+    "Understanding {main} is easier once the main parts are laid out in order.",
+)
+
 _JUDGE = (
     "Both responses address the question, but one is more accurate, complete and organised.",
     "The answers differ mainly in depth: one explains its reasoning while the other stays vague.",
@@ -112,8 +118,9 @@ def fill(template: str, kws: list[str], offset: int) -> str:
 def answer(question: str, target_words: int, offset: int) -> str:
     """A plausible answer of about `target_words` words that reuses words of `question`."""
     kws = keywords(question)
-    sentences: list[str] = []
-    words = 0
+    main = max(kws, key=len)
+    sentences = [_OPENINGS[offset % len(_OPENINGS)].format(main=main)]
+    words = len(sentences[0].split())
     i = offset
     while words < target_words:
         s = fill(_ANSWER[i % len(_ANSWER)], kws, i)

@@ -233,9 +233,11 @@ class _Handlers:
         key = self.s.config.api_key
         if key is None:
             return True
-        if api == "anthropic":
-            return request.headers.get("x-api-key") == key
-        return request.headers.get("Authorization") == f"Bearer {key}"
+        # Anthropic clients send x-api-key (older SDKs) or a Bearer token; accept both anywhere
+        return (
+            request.headers.get("Authorization") == f"Bearer {key}"
+            or request.headers.get("x-api-key") == key
+        )
 
     async def _serve(self, request: web.Request, api: Api, route: str) -> web.Response:
         s = self.s
