@@ -98,7 +98,7 @@ async def test_tpm_holds_with_estimate_corrected_after_the_call() -> None:
             *(client.complete(MSG, GenerationParams(max_tokens=96)) for _ in range(30))
         )
     assert len(t.sent) == 30
-    assert max_in_window(t.sent) <= 10  # 10 × 100 tokens per minute
+    assert max_in_window(t.sent) <= 10  # 10 calls of 100 tokens per minute
     assert client.statistics().usage.tokens_in + client.statistics().usage.tokens_out == 3000
 
 
