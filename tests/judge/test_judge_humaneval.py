@@ -182,3 +182,12 @@ def test_build_program_matches_the_original_harness() -> None:
 )
 def test_extract_code(answer: str, expected: str) -> None:
     assert extract_code(answer) == expected
+
+
+@pytest.mark.slow
+async def test_all_164_canonical_solutions_pass(problems: list[HumanEvalProblem]) -> None:
+    report = await HumanEvalRunner(SandboxLimits(timeout_s=20.0), concurrency=2).evaluate(
+        problems, {p.task_id: p.canonical_solution for p in problems}
+    )
+    assert report.n == 164
+    assert report.pass_at_1 == 1.0, [r.task_id for r in report.results if not r.passed]
