@@ -79,9 +79,16 @@ def _stamp_matches(stamp: Path, target: Path, preset: ModelPreset) -> bool:
         return False
 
 
+def _publishable(fd: int) -> None:
+    """mkstemp files are 0600; a shared model cache wants the usual 0644."""
+    with contextlib.suppress(OSError, AttributeError):  # no fchmod on Windows
+        os.fchmod(fd, 0o644)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.partial-")
     try:
+        _publishable(fd)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -127,6 +134,7 @@ def _checksum_error(preset: ModelPreset, what: str, got: str) -> BackendNotAvail
 def _concatenate(preset: ModelPreset, parts: Iterable[Path], target: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.partial-")
     try:
+        _publishable(fd)
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as out:
             for part in parts:

@@ -8,6 +8,12 @@ the same file with other slots/threads shares the loaded engine and a warning is
 `Engine.chat(body, cancel)` is blocking and thread-safe: call it from worker threads, as many at
 once as there are slots (llama.cpp queues the rest). It streams, so setting `cancel` stops the
 generation at the next token and frees the slot (a timed-out caller does not keep a slot busy).
+
+Before xllamacpp is first imported, `OMP_WAIT_POLICY` defaults to `PASSIVE` (unless already set):
+llama.cpp's OpenMP workers then sleep instead of spinning at barriers. On a small shared machine
+(our 2 cores, with the agents' own Python work beside) spinning workers collapse throughput by
+10-20x whenever another process runs; see docs/embedded.md. No effect if libgomp is already loaded.
+
 The server's HTTP listener binds 127.0.0.1 on a random port and is locked with a random API key
 that never leaves the process; we never use it — calls go straight through the binding.
 """
@@ -15,6 +21,7 @@ that never leaves the process; we never use it — calls go straight through the
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -101,6 +108,7 @@ class Engine:
     """A loaded model behind llama.cpp's server loop (continuous batching over `slots`)."""
 
     def __init__(self, settings: EngineSettings) -> None:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import xllamacpp
         except ImportError as exc:

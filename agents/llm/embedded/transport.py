@@ -242,6 +242,11 @@ class EmbeddedTransport:
         )
 
 
+def _xllamacpp_installed() -> bool:
+    """Whether the runtime is importable, found without importing it."""
+    return importlib.util.find_spec("xllamacpp") is not None
+
+
 def _resolve(config: BackendConfigLike, opts: EmbeddedOptions) -> tuple[str, ModelPreset | None]:
     model = (config.model or "").strip()
     if opts.model_path or model.endswith(".gguf"):
@@ -272,7 +277,7 @@ def create_transport(config: BackendConfigLike) -> EmbeddedTransport:
     except ValidationError as exc:
         raise EmbeddedConfigError(f"embedded: invalid options: {exc}") from None
     name, preset = _resolve(config, opts)
-    if importlib.util.find_spec("xllamacpp") is None:
+    if not _xllamacpp_installed():
         raise BackendNotAvailableError(INSTALL_HINT)
     model_path: Path | None = None
     if preset is None:
