@@ -1,0 +1,267 @@
+"""The pipeline's agents on the `scripted` backend: outcomes, lineage, failures, determinism.
+
+Each test runs the real topology (pool → evol → responder → eliminator, the run store observing
+the bus) through `runtime.run.execute`, on a handful of seeds, with instant scripted replies.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agents.evol.operations import OperationPack
+from agents.pipeline.common import derive_rng
+from runtime.config import validate_config
+from tests.pipeline.conftest import (
+    PYTHON,
+    REPO,
+    RunView,
+    assert_accounted,
+    pipeline_config,
+    run_pipeline,
+    scripted,
+    write_config,
+    write_seeds,
+)
+from tests.pipeline.scripts import ANSWER
+
+
+def seeds(n: int, *, output: bool = True) -> list[dict[str, str]]:
+    return [
+        {
+            "instruction": f"Explain topic number {i} to a student.",
+            "input": "" if i % 3 else f"context {i}",
+            **({"output": f"Reference answer {i}."} if output else {}),
+        }
+        for i in range(n)
+    ]
+
+
+def inputs(path: Path) -> list[dict[str, object]]:
+    return [{"path": str(path)}]
+
+
+async def test_steady_run_evolves_every_row_through_every_round(tmp_path: Path) -> None:
+    path = write_seeds(tmp_path / "seeds.jsonl", seeds(12))
+    outcome = await run_pipeline(
+        pipeline_config(inputs(path), scripted("steady"), rounds=3), tmp_path / "run"
+    )
+    assert outcome.status == "completed"
+    assert outcome.exit_code == 0
+    view = RunView(tmp_path / "run")
+    assert_accounted(view, seeds=12, rounds=3)
+    assert view.summary()["rounds"] == {str(k): {"accepted": 12} for k in range(4)}
+    data = view.dataset()
+    assert len(data) == 12 * 4
+    # each round's instruction is its parent's plus one sentence, and the input is kept
+    by_step = {r["step_id"]: r for r in data}
+    for record in data:
+        if record["round"] == 0:
+            assert record["operation"] == "seed"
+            assert record["parent_step_id"] is None
+            continue
+        parent = by_step[record["parent_step_id"]]
+        assert parent["round"] == record["round"] - 1
+        assert record["instruction"].startswith(parent["instruction"])
+        assert record["output"] == ANSWER
+        assert record["input"] == ""  # the input is folded into the evolved instruction
+    chat = view.dataset("chat")
+    assert [c["step_id"] for c in chat] == [r["step_id"] for r in data]
+    assert chat[1]["messages"][1] == {"role": "assistant", "content": ANSWER}
+
+
+async def test_unparseable_evolution_is_rejected_and_never_answered(tmp_path: Path) -> None:
+    path = write_seeds(tmp_path / "seeds.jsonl", seeds(5))
+    await run_pipeline(
+        pipeline_config(inputs(path), scripted("unparseable"), rounds=2), tmp_path / "run"
+    )
+    view = RunView(tmp_path / "run")
+    assert_accounted(view, seeds=5, rounds=2)
+    assert view.rules() == {"unparseable_evolution": 10}
+    for step in view.steps("round >= 1"):
+        assert step["raw_text"] == "Sure! Here is the rewritten prompt:"
+        assert step["instruction"] == ""
+        assert step["response"] is None
+    usage = view.summary()["llm_usage"]["callers"]
+    assert "responder" not in usage
+    assert "eliminator" not in usage
+    assert usage["evol"]["calls"] == 10
+    # the rows keep their seeds: only round 0 is in the dataset
+    assert [r["round"] for r in view.dataset()] == [0] * 5
+
+
+async def test_rejected_steps_keep_the_parent_and_accepted_steps_replace_it(
+    tmp_path: Path,
+) -> None:
+    path = write_seeds(tmp_path / "seeds.jsonl", seeds(40))
+    await run_pipeline(pipeline_config(inputs(path), scripted("mixed"), rounds=4), tmp_path / "run")
+    view = RunView(tmp_path / "run")
+    assert_accounted(view, seeds=40, rounds=4)
+    rules = view.rules()
+    assert rules.get("sorry_short_response", 0) > 0
+    assert rules.get("no_information_gain", 0) > 0
+    chains: dict[str, list[sqlite3.Row]] = {}
+    for step in view.steps():
+        chains.setdefault(step["seed_id"], []).append(step)
+    for chain in chains.values():
+        current = chain[0]  # the seed, accepted at round 0
+        for step in chain[1:]:
+            # every round evolves the row's current instruction: the last accepted one
+            assert step["parent_step_id"] == current["step_id"]
+            expected = current["instruction"]
+            if current["round"] == 0 and current["input"]:
+                expected = f"{expected}\n\n{current['input']}"
+            assert step["parent_instruction"] == expected
+            if step["status"] == "accepted":
+                current = step
+        row = view.rows()[chain[0]["seed_id"]]
+        assert row["current_step_id"] == current["step_id"]
+        assert row["rounds_done"] == 4
+
+
+async def test_seeds_without_output_are_answered_and_judged_in_round_zero(
+    tmp_path: Path,
+) -> None:
+    records = [
+        {"instruction": "Name three primary colours.", "output": "Red, yellow and blue."},
+        {"instruction": "Rewrite the given prompt in French.", "input": "Hello"},
+        {"instruction": "Please apologise to the customer."},
+    ]
+    path = write_seeds(tmp_path / "seeds.jsonl", records)
+    await run_pipeline(
+        pipeline_config(inputs(path), scripted("apologetic_seeds"), rounds=1), tmp_path / "run"
+    )
+    view = RunView(tmp_path / "run")
+    assert_accounted(view, seeds=3, rounds=1)
+    zero = {s["parent_instruction"] or s["instruction"]: s for s in view.steps("round = 0")}
+    kept = zero["Name three primary colours."]
+    assert (kept["status"], kept["response"]) == ("accepted", "Red, yellow and blue.")
+    # answered by the responder; rule 4 does not apply to seeds (they were not evolved)
+    french = zero["Rewrite the given prompt in French."]
+    assert (french["status"], french["response"]) == ("accepted", ANSWER)
+    sorry = zero["Please apologise to the customer."]
+    assert (sorry["status"], sorry["rule"]) == ("rejected", "sorry_short_response")
+    usage = view.summary()["llm_usage"]["callers"]
+    assert usage["responder"]["calls"] == 2 + 3  # two unanswered seeds, then round 1 of each row
+    # the rejected seed is not in the dataset, but its row still evolved it in round 1
+    rounds = [(r["instruction"].split(" Justify")[0], r["round"]) for r in view.dataset()]
+    assert ("Please apologise to the customer.", 0) not in rounds
+    assert ("Please apologise to the customer.", 1) in rounds
+
+
+async def test_operation_choice_is_deterministic_per_run_seed_row_and_round(
+    tmp_path: Path,
+) -> None:
+    path = write_seeds(tmp_path / "seeds.jsonl", seeds(30))
+
+    async def operations(run: str, seed: int) -> dict[str, str]:
+        raw = pipeline_config(inputs(path), scripted("steady"), rounds=3, seed=seed)
+        await run_pipeline(raw, tmp_path / run)
+        return {s["step_id"]: s["operation"] for s in RunView(tmp_path / run).steps("round >= 1")}
+
+    first, again, other = (
+        await operations("a", 7),
+        await operations("b", 7),
+        await operations("c", 8),
+    )
+    assert first == again
+    assert first != other
+    pack = OperationPack.load("general")
+    for step_id, operation in first.items():
+        seed_id, round_ = step_id.rsplit(":", 1)
+        assert pack.choose(derive_rng(7, "operation", seed_id, int(round_))).name == operation
+    assert len(set(first.values())) == len(pack.operations)  # 90 draws cover all six
+
+
+async def test_forced_operation_weights_pick_only_weighted_operations(tmp_path: Path) -> None:
+    path = write_seeds(tmp_path / "seeds.jsonl", seeds(10))
+    raw = pipeline_config(
+        inputs(path),
+        scripted("steady"),
+        rounds=2,
+        evol={
+            "weights": {
+                "deepen": 1.0,
+                "add_constraints": 0.0,
+                "concretize": 0.0,
+                "increase_reasoning": 0.0,
+                "complicate_input": 0.0,
+                "breadth": 0.0,
+            }
+        },
+    )
+    await run_pipeline(raw, tmp_path / "run")
+    assert {s["operation"] for s in RunView(tmp_path / "run").steps("round >= 1")} == {"deepen"}
+
+
+@pytest.mark.timeout(120)
+async def test_exhausted_retries_fail_the_row_and_resume_retry_failed_completes_it(
+    tmp_path: Path,
+) -> None:
+    records = seeds(6)
+    records[2]["instruction"] = "FAILSEED: describe the water cycle."
+    path = write_seeds(tmp_path / "seeds.jsonl", records)
+    # the responder's prompt starts with the instruction: only row 2's answers fail, twice
+    # (max_attempts = 2), so its round 1 ends in StepFailed(stage="respond")
+    backend = scripted(
+        "steady", failures=[{"error": "unavailable", "times": 2, "pattern": "^FAILSEED"}]
+    )
+    raw = pipeline_config(inputs(path), backend, rounds=2)
+    run_dir = tmp_path / "run"
+    outcome = await run_pipeline(raw, run_dir)
+    assert outcome.status == "completed"
+    view = RunView(run_dir)
+    assert_accounted(view, seeds=6, rounds=2)
+    failed = {k: r for k, r in view.rows().items() if r["status"] == "failed"}
+    assert len(failed) == 1
+    ((seed_id, row),) = failed.items()
+    assert "respond: unavailable" in row["error"]
+    (step,) = view.steps("status = 'failed'")
+    assert (step["seed_id"], step["round"], step["stage"]) == (seed_id, 1, "respond")
+    assert view.summary()["failed_by_stage"] == {"respond:unavailable": 1}
+    evolve_calls = view.summary()["llm_usage"]["callers"]["evol"]["calls"]
+
+    def resume(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PYTHON, "-m", "runtime", "resume", str(run_dir), "--no-progress",
+             "--log-console", "off", *extra],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    # a plain resume leaves failed rows alone (the fault is still scripted: nothing changes)
+    plain = resume()
+    assert plain.returncode == 0, plain.stderr
+    assert view.rows()[seed_id]["status"] == "failed"
+    # the server recovered: --retry-failed retries the row from its last finished round
+    retried = resume("--retry-failed", "--set", "llm.main.options.failures=[]")
+    assert retried.returncode == 0, retried.stderr
+    assert_accounted(view, seeds=6, rounds=2)
+    assert {r["status"] for r in view.rows().values()} == {"done"}
+    assert view.rows()[seed_id]["error"] is None
+    assert [s["status"] for s in view.steps("seed_id = ?", (seed_id,))] == ["accepted"] * 3
+    # the failed step's evolution was cached: the retry did not evolve round 1 again
+    usage = view.summary()["llm_usage"]["callers"]
+    assert usage["evol"]["calls"] == 1
+    assert usage["evol"]["cache_hits"] == 1
+    assert evolve_calls == 6 * 2 - 1  # row 2 never reached round 2 in the first run
+    assert len(view.dataset()) == 6 * 3
+
+
+def test_resume_refuses_a_directory_without_a_run(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "runtime", "resume", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "no run to resume" in result.stderr
+
+
+def test_config_round_trips_through_toml(tmp_path: Path) -> None:
+    raw = pipeline_config([{"path": "x.jsonl"}], scripted("steady", failures=[]), rounds=2)
+    path = write_config(tmp_path / "c.toml", raw)
+    from runtime.config import load_config
+
+    assert load_config(path) == validate_config(raw)
