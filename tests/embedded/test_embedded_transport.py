@@ -24,6 +24,7 @@ from agents.llm.errors import (
     OverloadedError,
     UnavailableError,
 )
+from agents.llm.transport import Transport
 from agents.llm.types import ChatMessage, GenerationParams
 
 MSGS = [ChatMessage(role="user", content="Rewrite: write a poem.")]
@@ -92,7 +93,8 @@ async def _acquire_n(sem: threading.Semaphore, n: int) -> None:
 
 
 async def test_send_returns_completion_with_usage_and_latency(engines: list[FakeEngine]) -> None:
-    t = tr.create_transport(config("smollm2-135m"))
+    t: Transport = tr.create_transport(config("smollm2-135m"))  # mypy checks the protocol
+    assert isinstance(t, tr.EmbeddedTransport)
     await t.start()
     engines[0].gate.set()
     c = await t.send(MSGS, GenerationParams(max_tokens=9, seed=3), timeout_s=10)
@@ -233,3 +235,13 @@ def test_unservable_requests_are_bad_requests(params: GenerationParams | None) -
 def test_llama_cpp_errors_map_to_typed_errors(result: ChatResult, error: type[Exception]) -> None:
     with pytest.raises(error):
         to_completion(result, latency_s=0.1, model="m")
+
+
+def test_corrupt_model_file_fails_to_load_with_a_fatal_error(tmp_path: Path) -> None:
+    pytest.importorskip("xllamacpp", reason="xllamacpp not installed (the embedded extra)")
+    from agents.llm.embedded._engine import Engine
+
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + bytes(range(256)) * 8)
+    with pytest.raises(BackendNotAvailableError, match="could not load"):
+        Engine(EngineSettings(bad, slots=1, threads=1, batch_threads=1))

@@ -126,7 +126,12 @@ class Engine:
         p.api_keys = [secrets.token_urlsafe(32)]  # lock the loopback HTTP listener
         p.verbosity = 3 if settings.verbose else 0
         self.settings = settings
-        self._server: Any = xllamacpp.Server(p)
+        try:
+            self._server: Any = xllamacpp.Server(p)
+        except Exception as exc:  # a corrupt or unsupported GGUF: retrying cannot help
+            raise BackendNotAvailableError(
+                f"llama.cpp could not load {settings.model_path}: {exc}"
+            ) from exc
         self._cond = threading.Condition()
         self._active = 0
         self._closed = False

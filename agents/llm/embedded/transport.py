@@ -67,8 +67,10 @@ __all__ = [
 DEFAULT_SLOTS = 2
 
 
-class EmbeddedConfigError(FatalLLMError):
-    """The embedded backend's options are invalid: fix `[llm.<name>.options]` in the config."""
+class EmbeddedConfigError(FatalLLMError, ValueError):
+    """The embedded backend's options are invalid: fix `[llm.<name>.options]` in the config.
+
+    Also a `ValueError`, the factory's convention for bad `options`."""
 
     kind = "config"
 
