@@ -6,6 +6,12 @@
     python -m runtime validate CONFIG [--set ...]
     python -m runtime agents                    (list agent implementations)
     python -m runtime mock-llm [...]            (the mock OpenAI/Anthropic server)
+    python -m runtime coordinator CONFIG [--run-dir DIR] [--set ...]   (run.bus.kind = "nats")
+    python -m runtime coordinator --resume RUN_DIR [--set ...]
+    python -m runtime worker CONFIG [--roles a,b] [--replicas N] [--exit-when-done] [--set ...]
+
+With ``run.bus.kind = "nats"``, ``run``/``resume`` run every agent in this one process over NATS;
+``coordinator`` and ``worker`` split them over processes and machines (docs/distributed.md).
 
 Exit codes: 0 success; 1 the run failed or ended with dead letters; 2 bad config, bad input or
 bad usage; 130 interrupted (Ctrl+C / SIGTERM).
@@ -27,7 +33,7 @@ from runtime.errors import ConfigError, InputDataError
 
 __all__ = ["main"]
 
-SUBCOMMANDS = ("run", "resume", "validate", "agents", "mock-llm")
+SUBCOMMANDS = ("run", "resume", "validate", "agents", "mock-llm", "coordinator", "worker")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +68,33 @@ def _parser() -> argparse.ArgumentParser:
                           metavar="KEY=VALUE")
 
     sub.add_parser("agents", help="list the agent implementations a config can name")
+
+    coord = sub.add_parser("coordinator", help="run the coordinator of a topology over NATS "
+                           "(store, seeds, pool; workers run the other agents)")
+    coord.add_argument("config", type=Path, nargs="?")
+    coord.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="resume the run in RUN_DIR (its stored config) instead")
+    coord.add_argument("--retry-failed", action="store_true", help="with --resume")
+    coord.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE")
+    coord.add_argument("--run-dir", type=Path)
+    coord.add_argument("--no-progress", action="store_true")
+    coord.add_argument("--log-console", choices=("pretty", "json", "off"))
+
+    worker = sub.add_parser("worker", help="serve agents of a topology from its NATS stream")
+    worker.add_argument("config", type=Path)
+    worker.add_argument("--roles", default="",
+                        help="comma-separated agent names or roles (default: every agent the "
+                        "coordinator does not run)")
+    worker.add_argument("--replicas", type=int, default=1,
+                        help="worker processes to start (each serves every chosen agent)")
+    worker.add_argument("--work-dir", type=Path,
+                        help="logs and LLM cache (default: <output_dir>/workers/<host>-<pid>)")
+    worker.add_argument("--exit-when-done", action="store_true",
+                        help="exit when the coordinator announces the run complete")
+    worker.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE")
+    worker.add_argument("--log-console", choices=("pretty", "json", "off"))
     mock = sub.add_parser("mock-llm", help="serve the mock OpenAI/Anthropic-compatible LLM",
                           add_help=False)
     mock.add_argument("rest", nargs=argparse.REMAINDER)
@@ -82,12 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list_agents()
         if args.command == "resume":
             return _resume(args)
+        if args.command == "worker":
+            return _worker(args, args_list[1:])
+        if args.command == "coordinator" and args.resume is not None:
+            return _resume(args, mode="coordinator")
+        if args.command == "coordinator" and args.config is None:
+            raise ConfigError("coordinator needs CONFIG or --resume RUN_DIR")
         config = load_config(args.config, args.overrides)
         if args.command == "validate":
             print(f"{args.config}: valid ({len(config.agents)} agents, {len(config.llm)} LLM "
                   "backends)")
             return 0
-        return _run(config, args)
+        return _run(config, args, mode="coordinator" if args.command == "coordinator" else "run")
     except (ConfigError, InputDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -102,12 +141,12 @@ def _list_agents() -> int:
     return 0
 
 
-def _resume(args: argparse.Namespace) -> int:
+def _resume(args: argparse.Namespace, mode: str = "run") -> int:
     from runtime.config import apply_overrides, validate_config
     from runtime.run import RESOLVED_CONFIG
     from runtime.store import STORE_FILE
 
-    run_dir: Path = args.run_dir
+    run_dir: Path = args.resume if mode == "coordinator" else args.run_dir
     stored = run_dir / RESOLVED_CONFIG
     if not (run_dir / STORE_FILE).is_file() or not stored.is_file():
         raise ConfigError(f"no run to resume here (missing {STORE_FILE} or {RESOLVED_CONFIG})",
@@ -119,7 +158,7 @@ def _resume(args: argparse.Namespace) -> int:
                       for name, agent in raw.get("agents", {}).items()
                       if agent.get("impl") == "pool.rounds"]
     config = validate_config(apply_overrides(raw, overrides, file=stored), file=stored)
-    return _run(config, args, run_dir=run_dir, resuming=True)
+    return _run(config, args, run_dir=run_dir, resuming=True, mode=mode)
 
 
 def _run(
@@ -128,6 +167,7 @@ def _run(
     *,
     run_dir: Path | None = None,
     resuming: bool = False,
+    mode: str = "run",
 ) -> int:
     from runtime.logging import close_logging, configure_logging
     from runtime.run import execute, new_run_dir
@@ -136,7 +176,7 @@ def _run(
     if args.log_console:
         log = config.run.log.model_copy(update={"console": args.log_console})
         config = config.model_copy(update={"run": config.run.model_copy(update={"log": log})})
-    run_dir = run_dir or args.run_dir or new_run_dir(config)
+    run_dir = run_dir or getattr(args, "run_dir", None) or new_run_dir(config)
     if not resuming and (run_dir / STORE_FILE).exists():
         raise ConfigError(
             f"already holds a run; continue it with `python -m runtime resume {run_dir}`",
@@ -148,15 +188,28 @@ def _run(
         run_dir=run_dir, level=log.level, console=log.console, console_level=log.console_level
     )
     print(f"run directory: {run_dir}", file=sys.stderr)
+    show_progress = False if args.no_progress else None
     try:
-        outcome = anyio.run(
-            lambda: execute(
-                config,
-                run_dir,
-                show_progress=False if args.no_progress else None,
-                config_dir=config_dir,
+        if mode == "coordinator" or config.run.bus.kind == "nats":
+            from runtime.distributed import nats_bus_factory, run_coordinator
+
+            if mode == "coordinator":
+                outcome = anyio.run(lambda: run_coordinator(
+                    config, run_dir, show_progress=show_progress, config_dir=config_dir))
+            else:  # every agent here, over NATS
+                factory = nats_bus_factory(config, monitor=True, client_name="run")
+                outcome = anyio.run(lambda: execute(
+                    config, run_dir, show_progress=show_progress, config_dir=config_dir,
+                    bus_factory=factory))
+        else:
+            outcome = anyio.run(
+                lambda: execute(
+                    config,
+                    run_dir,
+                    show_progress=show_progress,
+                    config_dir=config_dir,
+                )
             )
-        )
     except (ConfigError, InputDataError):
         raise
     except EvolagentsError as exc:
@@ -165,6 +218,46 @@ def _run(
     finally:
         close_logging()
     _print_result(outcome.status, outcome.dead_letters, outcome.wall_s, run_dir)
+    for error in outcome.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def _worker(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import os
+    import socket
+
+    from runtime.distributed import run_worker, spawn_workers, worker_agents
+    from runtime.logging import close_logging, configure_logging
+
+    if args.replicas < 1:
+        raise ConfigError("--replicas must be >= 1")
+    config = load_config(args.config, args.overrides)
+    roles = [role.strip() for role in args.roles.split(",") if role.strip()]
+    agents = worker_agents(config, roles)
+    if args.replicas > 1:
+        rest = list(argv)
+        if "--replicas" in rest:  # the children get --replicas 1
+            index = rest.index("--replicas")
+            del rest[index : index + 2]
+        rest = [item for item in rest if not item.startswith("--replicas=")]
+        return spawn_workers(rest, args.replicas)
+    work_dir = args.work_dir or (
+        Path(config.run.output_dir) / "workers" / f"{socket.gethostname()}-{os.getpid()}"
+    )
+    log = config.run.log
+    configure_logging(run_dir=work_dir, level=log.level,
+                      console=args.log_console or log.console, console_level=log.console_level)
+    print(f"worker serving {', '.join(sorted(agents))} (work dir {work_dir})", file=sys.stderr)
+    try:
+        outcome = anyio.run(lambda: run_worker(config, work_dir, agents,
+                                               exit_when_done=args.exit_when_done))
+    except EvolagentsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        close_logging()
+    print(f"worker {outcome.status} after {outcome.wall_s:.1f}s", file=sys.stderr)
     for error in outcome.errors:
         print(f"error: {error}", file=sys.stderr)
     return outcome.exit_code

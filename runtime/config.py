@@ -40,6 +40,7 @@ from runtime.inputs import Container, InputFormat
 
 __all__ = [
     "AgentConfig",
+    "BusSettings",
     "InputSpec",
     "LogSettings",
     "RunSettings",
@@ -77,6 +78,41 @@ class LogSettings(_Strict):
     console_level: Literal["debug", "info", "warning", "error"] = "warning"
 
 
+class BusSettings(_Strict):
+    """``[run.bus]``: which bus carries the messages. See docs/distributed.md.
+
+    ``inprocess`` (the default) runs everything in one process. ``nats`` uses a NATS JetStream
+    stream: ``python -m runtime coordinator`` and ``python -m runtime worker`` run the agents in
+    separate processes (or machines); plain ``run`` runs them all in one process over NATS.
+    """
+
+    kind: Literal["inprocess", "nats"] = "inprocess"
+    url: str | list[str] = Field(
+        default="nats://127.0.0.1:4222", description="NATS URL, or several for a cluster"
+    )
+    stream: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]+$",
+        description="JetStream stream of this run; default evolagents-<run.name>",
+    )
+    ack_wait_s: float = Field(default=30.0, gt=0, description="redelivery after a silent crash")
+    max_deliveries: int = Field(default=5, ge=1, description="then the message is dead-lettered")
+    max_ack_pending: int = Field(
+        default=1024, ge=1, description="messages in flight per agent, over all its replicas"
+    )
+    max_messages: int = Field(default=100_000, ge=1, description="stream bound: publish waits")
+    duplicate_window_s: float = Field(default=600.0, gt=0, description="publish de-duplication")
+    replicas: int = Field(default=1, ge=1, le=5, description="stream replicas in a NATS cluster")
+    storage: Literal["file", "memory"] = "file"
+    publish_timeout_s: float = Field(default=60.0, gt=0, description="broker outage tolerated")
+    coordinator_agents: list[str] = Field(
+        default_factory=list,
+        description="agents (names or roles) the coordinator runs besides those with a main task",
+    )
+
+    def stream_for(self, run_name: str) -> str:
+        return self.stream or f"evolagents-{run_name}".replace(".", "_")
+
+
 class RunSettings(_Strict):
     name: str = Field(default="run", pattern=_NAME)
     output_dir: str = "runs"
@@ -92,6 +128,7 @@ class RunSettings(_Strict):
     message_payloads: bool = Field(
         default=False, description="store every message's full JSON in run.sqlite (large)"
     )
+    bus: BusSettings = Field(default_factory=BusSettings)
 
     @field_validator("inputs", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Collection
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +31,7 @@ from runtime.config import TopologyConfig
 from runtime.export import export_dataset, summarize
 from runtime.seeds import SeedStream
 from runtime.store import STORE_FILE, RunStore
-from runtime.supervisor import RunOutcome, Supervisor
+from runtime.supervisor import RunBus, RunOutcome, Supervisor
 
 __all__ = ["RESOLVED_CONFIG", "SUMMARY_FILE", "execute", "new_run_dir"]
 
@@ -59,8 +60,14 @@ async def execute(
     show_progress: bool | None = None,
     handle_signals: bool = True,
     config_dir: Path | None = None,
+    bus_factory: Callable[[], RunBus] | None = None,
+    local_agents: Collection[str] | None = None,
 ) -> RunOutcome:
-    """Run ``config`` in ``run_dir`` (created if needed; an existing store is resumed)."""
+    """Run ``config`` in ``run_dir`` (created if needed; an existing store is resumed).
+
+    ``bus_factory`` and ``local_agents``: see `Supervisor` (the distributed coordinator passes a
+    NATS bus and the agents it runs itself; the store observes that bus as a monitor).
+    """
     seeds = SeedStream(config.run.inputs, base_dir=config_dir) if config.run.inputs else None
     _write_json(run_dir / RESOLVED_CONFIG, config.model_dump(mode="json"))
     store = RunStore(run_dir / STORE_FILE, message_payloads=config.run.message_payloads)
@@ -81,6 +88,8 @@ async def execute(
                 observers=[store],
                 handle_signals=handle_signals,
                 show_progress=show_progress,
+                bus_factory=bus_factory,
+                local_agents=local_agents,
             )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(store.run_flusher)

