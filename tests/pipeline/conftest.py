@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, closing
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from agents.llm.mock import MockConfig
@@ -225,6 +227,15 @@ async def spawn_mock() -> AsyncIterator[SpawnMock]:
             return await stack.enter_async_context(spawn_mock_server(MockConfig(**fields)))
 
         yield spawn
+
+
+async def run_cli(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """`python -m runtime ARGS` in the repository root, without blocking the event loop."""
+    with anyio.fail_after(timeout_s):
+        done = await anyio.run_process([PYTHON, "-m", "runtime", *args], cwd=REPO, check=False)
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
+    )
 
 
 def jsonl_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:

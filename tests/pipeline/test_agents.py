@@ -16,11 +16,10 @@ from agents.evol.operations import OperationPack
 from agents.pipeline.common import derive_rng
 from runtime.config import validate_config
 from tests.pipeline.conftest import (
-    PYTHON,
-    REPO,
     RunView,
     assert_accounted,
     pipeline_config,
+    run_cli,
     run_pipeline,
     scripted,
     write_config,
@@ -224,19 +223,17 @@ async def test_exhausted_retries_fail_the_row_and_resume_retry_failed_completes_
     assert view.summary()["failed_by_stage"] == {"respond:unavailable": 1}
     evolve_calls = view.summary()["llm_usage"]["callers"]["evol"]["calls"]
 
-    def resume(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [PYTHON, "-m", "runtime", "resume", str(run_dir), "--no-progress",
-             "--log-console", "off", *extra],
-            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+    async def resume(*extra: str) -> subprocess.CompletedProcess[str]:
+        return await run_cli(
+            "resume", str(run_dir), "--no-progress", "--log-console", "off", *extra
+        )
 
     # a plain resume leaves failed rows alone (the fault is still scripted: nothing changes)
-    plain = resume()
+    plain = await resume()
     assert plain.returncode == 0, plain.stderr
     assert view.rows()[seed_id]["status"] == "failed"
     # the server recovered: --retry-failed retries the row from its last finished round
-    retried = resume("--retry-failed", "--set", "llm.main.options.failures=[]")
+    retried = await resume("--retry-failed", "--set", "llm.main.options.failures=[]")
     assert retried.returncode == 0, retried.stderr
     assert_accounted(view, seeds=6, rounds=2)
     assert {r["status"] for r in view.rows().values()} == {"done"}
@@ -250,11 +247,8 @@ async def test_exhausted_retries_fail_the_row_and_resume_retry_failed_completes_
     assert len(view.dataset()) == 6 * 3
 
 
-def test_resume_refuses_a_directory_without_a_run(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [PYTHON, "-m", "runtime", "resume", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+async def test_resume_refuses_a_directory_without_a_run(tmp_path: Path) -> None:
+    result = await run_cli("resume", str(tmp_path))
     assert result.returncode == 2
     assert "no run to resume" in result.stderr
 
