@@ -32,7 +32,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.evol.operations import Profile
-from agents.evol.templates import PromptError, load_template
+from agents.evol.templates import PromptError, Template, load_template
 from agents.llm.types import ChatMessage
 
 __all__ = [
@@ -129,9 +129,14 @@ def render_equality_prompt(
     """
     name = f"equality.{profile}.txt"
     path = user_dir / name if user_dir is not None and (user_dir / name).is_file() else None
-    template = load_template(path or PROMPTS_DIR / name, required=("first", "second"))
+    template = _equality_template(path or PROMPTS_DIR / name)
     content = template.render(first=first.strip(), second=second.strip())
     return [ChatMessage(role="user", content=content)]
+
+
+@lru_cache(maxsize=8)
+def _equality_template(path: Path) -> Template:
+    return load_template(path, required=("first", "second"))
 
 
 def parse_equality_answer(raw: str) -> EqualityAnswer:
@@ -167,8 +172,11 @@ def check_information_gain(answer: str | EqualityAnswer) -> Verdict:
         return Verdict(rule=rule, outcome="fail", reason="the judge found it equal to its parent")
     if parsed is EqualityAnswer.NOT_EQUAL:
         return Verdict(rule=rule, outcome="pass", reason="the judge found it not equal")
-    snippet = answer.strip()[:80] if isinstance(answer, str) else ""
-    return Verdict(rule=rule, outcome="unparseable", reason=f"unparseable answer: {snippet!r}")
+    if isinstance(answer, str):
+        reason = f"unparseable answer: {answer.strip()[:80]!r}"
+    else:
+        reason = "the answer was neither Equal nor Not Equal"
+    return Verdict(rule=rule, outcome="unparseable", reason=reason)
 
 
 # ------------------------------------------------------------------ rule 2: sorry + short
