@@ -66,6 +66,7 @@ class TransformersTransport:
     def _load(self) -> tuple[Any, Any, Any]:
         if self._loaded is None:
             import torch
+            import transformers
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -74,7 +75,9 @@ class TransformersTransport:
             tok.padding_side = "left"
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
-            model: Any = AutoModelForCausalLM.from_pretrained(self._path, torch_dtype=dtype)
+            major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+            dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+            model: Any = AutoModelForCausalLM.from_pretrained(self._path, **{dtype_kw: dtype})
             model.to(device)
             model.eval()
             self._loaded = (torch, tok, model)

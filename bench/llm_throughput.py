@@ -1,0 +1,189 @@
+"""Throughput of the LLM client paths against the mock server running in its own process.
+
+    .venv/bin/python bench/llm_throughput.py --latency-ms 200 --concurrency 64 256 \
+        --paths openai-compatible openai bare-sdk [--calls N] [--find-max]
+
+For each concurrency C and path, N distinct calls run with at most C in flight against a mock
+server (separate process, fixed latency L, no server-side cap). Printed per run: achieved calls/s,
+its ratio to the ideal C/L, and client CPU ms per call (this process's CPU time / calls; the
+server's CPU is not counted). Paths:
+
+- `openai-compatible`: our managed client over the lean aiohttp transport;
+- `openai`: our managed client over the official SDK transport;
+- `bare-sdk`: `AsyncOpenAI(max_retries=0)` behind an `asyncio.Semaphore(C)`, no wrapper.
+
+`--find-max` then searches the highest C at which `openai-compatible` still holds 0.9 of C/L.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.llm.config import BackendConfig
+from agents.llm.factory import build_client
+from agents.llm.mock import LatencyConfig, MockConfig, spawn_mock_server
+from agents.llm.types import ChatMessage, GenerationParams
+from agents.llm.usage import UsageRecorder
+
+PROMPT = (
+    "Rewrite the following instruction so that it is slightly harder, adding exactly one new "
+    "constraint, and reply with the rewritten instruction only. Instruction number {i}: "
+    "explain the main causes of the French Revolution to a high-school student."
+)
+
+
+@dataclass
+class Result:
+    path: str
+    concurrency: int
+    latency_ms: float
+    calls: int
+    seconds: float
+    calls_per_s: float
+    ratio: float
+    cpu_ms_per_call: float
+    server_peak_in_flight: int
+
+
+def messages(i: int) -> list[ChatMessage]:
+    return [ChatMessage(role="user", content=PROMPT.format(i=i))]
+
+
+async def _run_managed(path: str, url: str, c: int, n: int, offset: int) -> None:
+    config = BackendConfig(
+        backend=path,  # type: ignore[arg-type]
+        model="mock-model",
+        endpoints=[f"{url}/v1"],
+        concurrency=c,
+        timeout_s=60,
+        cache=False,
+    )
+    client = build_client("bench", config, cache=None, usage=UsageRecorder())
+    params = GenerationParams(max_tokens=256)
+    try:
+        # warm-up: connections and first-call imports are not what we measure
+        await asyncio.gather(*(client.complete(messages(-1 - i), params) for i in range(c)))
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(client.complete(messages(offset + i), params) for i in range(n)))
+        _record(t0, cpu0)
+    finally:
+        await client.aclose()
+
+
+async def _run_bare_sdk(url: str, c: int, n: int, offset: int) -> None:
+    import openai
+
+    client = openai.AsyncOpenAI(api_key="unused", base_url=f"{url}/v1", max_retries=0, timeout=60)
+    sem = asyncio.Semaphore(c)
+
+    async def one(i: int) -> str:
+        async with sem:
+            resp = await client.chat.completions.create(
+                model="mock-model",
+                messages=[{"role": "user", "content": PROMPT.format(i=i)}],
+                max_tokens=256,
+            )
+            return resp.choices[0].message.content or ""
+
+    try:
+        await asyncio.gather(*(one(-1 - i) for i in range(c)))
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(one(offset + i) for i in range(n)))
+        _record(t0, cpu0)
+    finally:
+        await client.close()
+
+
+_last: dict[str, float] = {}
+
+
+def _record(t0: float, cpu0: float) -> None:
+    _last["seconds"] = time.perf_counter() - t0
+    _last["cpu"] = time.process_time() - cpu0
+
+
+async def run_one(path: str, c: int, latency_ms: float, n: int) -> Result:
+    config = MockConfig(latency=LatencyConfig(kind="fixed", value_s=latency_ms / 1000))
+    async with spawn_mock_server(config) as mock:
+        if path == "bare-sdk":
+            await _run_bare_sdk(mock.url, c, n, 0)
+        else:
+            await _run_managed(path, mock.url, c, n, 0)
+        peak = (await mock.stats()).peak_in_flight
+    seconds, cpu = _last["seconds"], _last["cpu"]
+    cps = n / seconds
+    return Result(
+        path=path,
+        concurrency=c,
+        latency_ms=latency_ms,
+        calls=n,
+        seconds=round(seconds, 3),
+        calls_per_s=round(cps, 1),
+        ratio=round(cps / (c / (latency_ms / 1000)), 3),
+        cpu_ms_per_call=round(cpu * 1000 / n, 3),
+        server_peak_in_flight=peak,
+    )
+
+
+def _print(r: Result) -> None:
+    print(
+        f"{r.path:18} C={r.concurrency:<4} L={r.latency_ms:g}ms N={r.calls:<6} "
+        f"{r.calls_per_s:8.1f} calls/s  ratio {r.ratio:5.3f}  "
+        f"client CPU {r.cpu_ms_per_call:6.3f} ms/call  (server peak {r.server_peak_in_flight})",
+        flush=True,
+    )
+
+
+async def main_async(args: argparse.Namespace) -> list[Result]:
+    results: list[Result] = []
+    for c in args.concurrency:
+        n = args.calls or max(2000, c * 25)
+        for path in args.paths:
+            r = await run_one(path, c, args.latency_ms, n)
+            _print(r)
+            results.append(r)
+    if args.find_max:
+        best = 0
+        for c in args.search:
+            r = await run_one(
+                "openai-compatible", c, args.latency_ms, args.calls or max(2000, c * 25)
+            )
+            _print(r)
+            results.append(r)
+            if r.ratio >= 0.9:
+                best = c
+            else:
+                break
+        print(f"highest C holding 0.9 of C/L (openai-compatible): {best}", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--latency-ms", type=float, default=200.0)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
+    p.add_argument(
+        "--paths", nargs="+", default=["openai-compatible", "openai", "bare-sdk"],
+        choices=["openai-compatible", "openai", "bare-sdk"],
+    )  # fmt: skip
+    p.add_argument("--calls", type=int, default=0, help="calls per run (default max(2000, 25*C))")
+    p.add_argument("--find-max", action="store_true")
+    p.add_argument("--search", type=int, nargs="+", default=[256, 384, 512, 640, 768, 1024])
+    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = p.parse_args(argv)
+    results = asyncio.run(main_async(args))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
