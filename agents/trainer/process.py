@@ -314,6 +314,8 @@ class ProcessStatistics:
 
     pid: int | None
     running: bool
+    returncode: int | None
+    """None while running; negative: ended by that signal."""
     events: int
     unparsed_stdout_lines: int
     stderr_lines: int
@@ -381,6 +383,7 @@ class TrainingProcess:
         return ProcessStatistics(
             pid=p.pid if p else None,
             running=p is not None and p.returncode is None,
+            returncode=p.returncode if p else None,
             events=self._events,
             unparsed_stdout_lines=self._unparsed,
             stderr_lines=self._stderr_lines,

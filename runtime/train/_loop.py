@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,13 +100,19 @@ def _lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
-def _load_tokenizer(config: TrainConfig) -> tuple[Any, str]:
-    from transformers import AutoTokenizer
-
+def _check_paths(config: TrainConfig) -> None:
     if not (config.model_dir / "config.json").is_file():
         raise ConfigError(
             f"no config.json in {config.model_dir}: not a local model directory", key="model_dir"
         )
+    for i, path in enumerate([*config.train_files, *config.eval_files]):
+        if not Path(path).is_file():
+            raise InputDataError("no such file", file=path, field=f"data file #{i}")
+
+
+def _load_tokenizer(config: TrainConfig) -> tuple[Any, str]:
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(str(config.model_dir), local_files_only=True)
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(
@@ -157,6 +164,7 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
     errors propagate. Under torchrun/accelerate (WORLD_SIZE > 1) every rank runs this; rank 0
     alone emits and writes files.
     """
+    _check_paths(config)  # fail fast, before the slow imports
     import torch
     import torch.distributed as tdist
     import torch.nn.functional as F
@@ -237,7 +245,7 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
     )
     model.config.use_cache = False
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _enable_checkpointing(model)
     if config.lora is not None:
         model = _apply_lora(model, config, resume_dir)
     model.to(device)
@@ -403,26 +411,39 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
     return done
 
 
+def _enable_checkpointing(model: Any) -> None:
+    """Activation (gradient) checkpointing, non-reentrant (works with frozen LoRA bases)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def _apply_lora(model: Any, config: TrainConfig, resume_dir: Path | None) -> Any:
-    assert config.lora is not None
+    """Wrap `model` with a fresh LoRA adapter, or the checkpoint's adapter when resuming."""
+    lora = config.lora
+    assert lora is not None
     try:
         from peft import LoraConfig, PeftModel, get_peft_model
     except ImportError as exc:  # pragma: no cover - peft is in the train extra
         raise ConfigError("LoRA needs peft: pip install 'evolagents[train]'", key="lora") from exc
-    if resume_dir is not None:
-        return PeftModel.from_pretrained(model, str(resume_dir / "model"), is_trainable=True)
-    lora = config.lora
-    target: Any = lora.target_modules
-    return get_peft_model(
-        model,
-        LoraConfig(
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing`: harmless, not ours.
+        warnings.filterwarnings(
+            "ignore", message=r".*is_gradient_checkpointing.*deprecated", category=FutureWarning
+        )
+        if resume_dir is not None:
+            return PeftModel.from_pretrained(model, str(resume_dir / "model"), is_trainable=True)
+        target: Any = lora.target_modules
+        peft_config = LoraConfig(
             r=lora.r,
             lora_alpha=lora.alpha,
             lora_dropout=lora.dropout,
             target_modules=target,
             task_type="CAUSAL_LM",
-        ),
-    )
+        )
+        return get_peft_model(model, peft_config)
 
 
 def _restore(resume_dir: Path, optimizer: Any, scheduler: Any, fingerprint: str) -> int:
