@@ -260,6 +260,7 @@ class NatsBus:
         self._observer_errors = 0
         self._published = 0
         self._duplicates = 0
+        self._waiting_publishers = 0
         self._monitored = 0
         self._local_in_flight = 0
         self._idle = anyio.Event()
@@ -493,24 +494,31 @@ class NatsBus:
         js = self._require_js()
         delay = 0.01
         deadline = time.monotonic() + self._publish_timeout_s
-        while True:
-            try:
-                ack = await js.publish(subject, data, headers=headers)
-            except nats.js.errors.APIError as exc:
-                if not _is_stream_full(exc):
-                    if not isinstance(exc, _TRANSIENT):
-                        raise BusError(f"publish {message.kind}: {exc}") from exc
+        waiting = False
+        try:
+            while True:
+                try:
+                    ack = await js.publish(subject, data, headers=headers)
+                except nats.js.errors.APIError as exc:
+                    if not _is_stream_full(exc):
+                        if not isinstance(exc, _TRANSIENT):
+                            raise BusError(f"publish {message.kind}: {exc}") from exc
+                        self._check_deadline(deadline, f"publish {message.kind}", exc)
+                    elif not waiting:  # backpressure: wait with no deadline, as on a mailbox
+                        waiting = True
+                        self._waiting_publishers += 1
+                except _TRANSIENT as exc:
                     self._check_deadline(deadline, f"publish {message.kind}", exc)
-                # full: backpressure, wait without a deadline (like a full mailbox)
-            except _TRANSIENT as exc:
-                self._check_deadline(deadline, f"publish {message.kind}", exc)
-            else:
-                self._published += 1
-                if ack.duplicate:
-                    self._duplicates += 1
-                return
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 0.2)
+                else:
+                    self._published += 1
+                    if ack.duplicate:
+                        self._duplicates += 1
+                    return
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        finally:
+            if waiting:
+                self._waiting_publishers -= 1
 
     def _check_deadline(self, deadline: float, what: str, exc: BaseException) -> None:
         if time.monotonic() > deadline:
@@ -903,8 +911,10 @@ class NatsBus:
         )
 
     def broker_statistics(self) -> dict[str, int]:
-        """Counters beyond the protocol's: de-duplicated publishes, redeliveries, observed."""
+        """Counters beyond the protocol's: de-duplicated publishes, redeliveries, messages the
+        monitor observed, publishers waiting on a full stream."""
         return {
+            "waiting_publishers": self._waiting_publishers,
             "duplicates_dropped": self._duplicates,
             "redelivered": sum(slot.redelivered for slot in self._agents.values()),
             "monitored": self._monitored,
@@ -937,7 +947,8 @@ class NatsBus:
         _log.warning("nats_client_error", error=f"{type(exc).__name__}: {exc}")
 
     async def _on_disconnected(self) -> None:
-        _log.warning("nats_disconnected")
+        if not self._closed:
+            _log.warning("nats_disconnected")
 
     async def _on_reconnected(self) -> None:
         nc = self._nc
