@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.autoevol.messages import AnswerOnce, AnswerResult
 from agents.base import Agent, AgentProgress, handles
 from agents.evol.operations import compose_instruction
 from agents.llm.errors import LLMError
@@ -49,21 +50,11 @@ class ResponderAgent(Agent[ResponderParams]):
     @handles
     async def on_evolved(self, message: Evolved) -> None:
         step = message.step
-        messages = []
-        if self._system:
-            messages.append(ChatMessage(role="system", content=self._system))
-        messages.append(
-            ChatMessage(role="user", content=compose_instruction(step.instruction, step.input))
-        )
-        params = GenerationParams(
-            temperature=self.params.temperature,
-            top_p=self.params.top_p,
-            max_tokens=self.params.max_tokens,
-            seed=derive_int(self.context.seed, "respond", step.seed_id, step.round),
-            repeat_penalty=self.params.repeat_penalty,
-        )
         try:
-            completion = await llm_for(self).complete(messages, params, caller=self.name)
+            text = await self.answer(
+                compose_instruction(step.instruction, step.input),
+                ("respond", step.seed_id, step.round),
+            )
         except LLMError as exc:
             self.failed += 1
             await self.publish(
@@ -78,9 +69,37 @@ class ResponderAgent(Agent[ResponderParams]):
                 )
             )
             return
-        self.answered += 1
-        answered = step.model_copy(update={"response": completion.text.strip()})
+        answered = step.model_copy(update={"response": text})
         await self.publish(Answered.caused_by(message, step=answered))
+
+    @handles
+    async def on_answer_once(self, request: AnswerOnce) -> AnswerResult:
+        """Auto Evol-Instruct: answer and reply (an LLM error is reported in the reply)."""
+        try:
+            text = await self.answer(request.instruction, ("answer_once", request.key))
+        except LLMError as exc:
+            self.failed += 1
+            return AnswerResult.caused_by(
+                request, key=request.key, response=None, error=f"{exc.kind}: {exc}"
+            )
+        return AnswerResult.caused_by(request, key=request.key, response=text)
+
+    async def answer(self, instruction: str, seed_parts: tuple[object, ...]) -> str:
+        """One response to ``instruction``. Raises LLMError when the call fails for good."""
+        messages = []
+        if self._system:
+            messages.append(ChatMessage(role="system", content=self._system))
+        messages.append(ChatMessage(role="user", content=instruction))
+        params = GenerationParams(
+            temperature=self.params.temperature,
+            top_p=self.params.top_p,
+            max_tokens=self.params.max_tokens,
+            seed=derive_int(self.context.seed, *seed_parts),
+            repeat_penalty=self.params.repeat_penalty,
+        )
+        completion = await llm_for(self).complete(messages, params, caller=self.name)
+        self.answered += 1
+        return completion.text.strip()
 
     def progress(self) -> AgentProgress:
         return AgentProgress(label="answered", completed=self.answered)

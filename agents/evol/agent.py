@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.autoevol.messages import EvolveOnce, EvolveResult
 from agents.autoevol.method_parsing import parse_final_instruction
 from agents.base import Agent, AgentProgress, handles
 from agents.evol.operations import OperationPack, compose_instruction
@@ -75,13 +76,7 @@ class EvolAgent(Agent[EvolParams]):
             template = self.pack.template(chosen, profile)
             messages = self.pack.render(chosen, text, profile)
             version = f"{self.pack.name}/{chosen}.{profile}@{_digest(template.text)}"
-        params = GenerationParams(
-            temperature=self.params.temperature,
-            top_p=self.params.top_p,
-            max_tokens=self.params.max_tokens,
-            seed=derive_int(self.context.seed, "evolve", request.seed_id, request.round),
-            repeat_penalty=self.params.repeat_penalty,
-        )
+        params = self._params(("evolve", request.seed_id, request.round))
         step = Step(
             seed_id=request.seed_id,
             round=request.round,
@@ -128,6 +123,36 @@ class EvolAgent(Agent[EvolParams]):
             return
         self.evolved += 1
         await self.publish(Evolved.caused_by(request, step=step))
+
+    @handles
+    async def on_evolve_once(self, request: EvolveOnce) -> EvolveResult:
+        """Auto Evol-Instruct: evolve with a method text and reply (LLM errors in the reply)."""
+        text = compose_instruction(request.instruction, request.input)
+        messages = [ChatMessage(role="user", content=_render_method(request.method_text, text))]
+        params = self._params(("evolve_once", request.key), temperature=request.temperature)
+        try:
+            completion = await llm_for(self).complete(messages, params, caller=self.name)
+        except LLMError as exc:
+            self.failed += 1
+            return EvolveResult.caused_by(
+                request, key=request.key, instruction=None, error=f"{exc.kind}: {exc}"
+            )
+        child = parse_final_instruction(completion.text)
+        self.evolved += 1
+        return EvolveResult.caused_by(
+            request, key=request.key, instruction=child, raw_text=completion.text
+        )
+
+    def _params(
+        self, seed_parts: tuple[object, ...], *, temperature: float | None = None
+    ) -> GenerationParams:
+        return GenerationParams(
+            temperature=self.params.temperature if temperature is None else temperature,
+            top_p=self.params.top_p,
+            max_tokens=self.params.max_tokens,
+            seed=derive_int(self.context.seed, *seed_parts),
+            repeat_penalty=self.params.repeat_penalty,
+        )
 
     def progress(self) -> AgentProgress:
         return AgentProgress(label="evolved", completed=self.evolved)
