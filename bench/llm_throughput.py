@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.llm.config import BackendConfig
 from agents.llm.factory import build_client
+from agents.llm.managed import ManagedClient
 from agents.llm.mock import LatencyConfig, MockConfig, spawn_mock_server
-from agents.llm.types import ChatMessage, GenerationParams
+from agents.llm.types import ChatMessage, Completion, GenerationParams
 from agents.llm.usage import UsageRecorder
 
 PROMPT = (
@@ -51,6 +52,7 @@ class Result:
     ratio: float
     cpu_ms_per_call: float
     server_peak_in_flight: int
+    server_cpu_ms_per_call: float
 
 
 def messages(i: int) -> list[ChatMessage]:
@@ -113,11 +115,14 @@ def _record(t0: float, cpu0: float) -> None:
 async def run_one(path: str, c: int, latency_ms: float, n: int) -> Result:
     config = MockConfig(latency=LatencyConfig(kind="fixed", value_s=latency_ms / 1000))
     async with spawn_mock_server(config) as mock:
+        before = await mock.stats()
         if path == "bare-sdk":
             await _run_bare_sdk(mock.url, c, n, 0)
         else:
             await _run_managed(path, mock.url, c, n, 0)
-        peak = (await mock.stats()).peak_in_flight
+        after = await mock.stats()
+    peak = after.peak_in_flight
+    server_cpu = (after.process_cpu_s - before.process_cpu_s) / (after.requests - before.requests)
     seconds, cpu = _last["seconds"], _last["cpu"]
     cps = n / seconds
     return Result(
@@ -130,22 +135,68 @@ async def run_one(path: str, c: int, latency_ms: float, n: int) -> Result:
         ratio=round(cps / (c / (latency_ms / 1000)), 3),
         cpu_ms_per_call=round(cpu * 1000 / n, 3),
         server_peak_in_flight=peak,
+        server_cpu_ms_per_call=round(server_cpu * 1000, 3),
     )
+
+
+class _NullTransport:
+    """Answers instantly: isolates the managed client's own CPU cost."""
+
+    backend = "scripted"
+    model = "null"
+
+    def __init__(self) -> None:
+        self._reply = Completion(text="ok", prompt_tokens=10, completion_tokens=5, latency_s=1e-6)
+
+    async def send(self, messages: object, params: object, *, timeout_s: float) -> Completion:
+        return self._reply
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def wrapper_overhead(c: int, n: int) -> tuple[float, float]:
+    """(µs CPU per call through ManagedClient, µs CPU per bare transport call), no I/O."""
+    transport = _NullTransport()
+    config = BackendConfig(backend="scripted", concurrency=c, cache=False)
+    client = ManagedClient("overhead", config, [("local", transport)], usage=UsageRecorder())
+    params = GenerationParams(max_tokens=256)
+    msgs = [messages(i) for i in range(n)]
+
+    async def bare(m: list[ChatMessage]) -> Completion:
+        return await transport.send(m, params, timeout_s=60)
+
+    cpu0 = time.process_time()
+    await asyncio.gather(*(bare(m) for m in msgs))
+    bare_us = (time.process_time() - cpu0) / n * 1e6
+    cpu0 = time.process_time()
+    await asyncio.gather(*(client.complete(m, params) for m in msgs))
+    managed_us = (time.process_time() - cpu0) / n * 1e6
+    return managed_us, bare_us
 
 
 def _print(r: Result) -> None:
     print(
         f"{r.path:18} C={r.concurrency:<4} L={r.latency_ms:g}ms N={r.calls:<6} "
         f"{r.calls_per_s:8.1f} calls/s  ratio {r.ratio:5.3f}  "
-        f"client CPU {r.cpu_ms_per_call:6.3f} ms/call  (server peak {r.server_peak_in_flight})",
+        f"client CPU {r.cpu_ms_per_call:6.3f} ms/call  "
+        f"(server: peak {r.server_peak_in_flight}, CPU {r.server_cpu_ms_per_call:.3f} ms/call)",
         flush=True,
     )
 
 
 async def main_async(args: argparse.Namespace) -> list[Result]:
     results: list[Result] = []
+    if args.overhead:
+        for c in args.concurrency:
+            managed_us, bare_us = await wrapper_overhead(c, 20000)
+            print(
+                f"managed-client overhead C={c}: {managed_us - bare_us:.1f} us CPU per call "
+                f"(managed {managed_us:.1f} us vs bare transport call {bare_us:.1f} us)",
+                flush=True,
+            )
     for c in args.concurrency:
-        n = args.calls or max(2000, c * 25)
+        n = args.calls or c * 32
         for path in args.paths:
             r = await run_one(path, c, args.latency_ms, n)
             _print(r)
@@ -174,8 +225,14 @@ def main(argv: list[str] | None = None) -> int:
         "--paths", nargs="+", default=["openai-compatible", "openai", "bare-sdk"],
         choices=["openai-compatible", "openai", "bare-sdk"],
     )  # fmt: skip
-    p.add_argument("--calls", type=int, default=0, help="calls per run (default max(2000, 25*C))")
+    p.add_argument(
+        "--calls", type=int, default=0, help="calls per run (default 32*C: whole rounds)"
+    )
     p.add_argument("--find-max", action="store_true")
+    p.add_argument(
+        "--overhead", action="store_true",
+        help="also measure the managed client's own CPU per call (no I/O)",
+    )  # fmt: skip
     p.add_argument("--search", type=int, nargs="+", default=[256, 384, 512, 640, 768, 1024])
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = p.parse_args(argv)

@@ -54,6 +54,8 @@ class MockStats(BaseModel):
     auth_failures: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    process_cpu_s: float = 0.0
+    """CPU seconds used by the server's process since start (for benchmarks)."""
 
 
 class _State:
@@ -95,6 +97,7 @@ class _State:
             auth_failures=self.auth_failures,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
+            process_cpu_s=time.process_time(),
         )
 
     def draw_fault(self) -> str | None:
