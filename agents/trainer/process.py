@@ -32,7 +32,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -364,7 +364,7 @@ class TrainingProcess:
         self._done: DoneEvent | None = None
         self._error: ErrorEvent | None = None
         self._stdout_exhausted = False
-        self._iterating = False
+        self._lines: AsyncGenerator[str, None] | None = None
         self._result: TrainingResult | None = None
         self._stderr_closed = anyio.Event()
 
@@ -415,38 +415,44 @@ class TrainingProcess:
         with anyio.CancelScope(shield=True):
             if self._process.returncode is None:
                 await self._terminate()
+            if self._lines is not None:
+                await self._lines.aclose()
             await self._process.aclose()
         return await self._tg.__aexit__(exc_type, exc, tb)
 
     async def events(self) -> AsyncIterator[TrainingEvent]:
-        """Yield progress events until the child closes stdout. One consumer at a time."""
-        if self._iterating:
-            raise RuntimeError("events() is already being iterated")
+        """Yield progress events until the child closes stdout.
+
+        One consumer at a time. Breaking out early loses nothing: a later `events()` or
+        `wait()` continues from the next line.
+        """
         process = self._require()
-        if self._stdout_exhausted or process.stdout is None:
+        if process.stdout is None:
             return
-        self._iterating = True
-        try:
-            async for line in _lines(TextReceiveStream(process.stdout, errors="replace")):
-                event = parse_event(line)
-                if event is None:
-                    if line.strip():
-                        self._unparsed += 1
-                        self._keep_stderr(f"[stdout] {line}")
-                    continue
-                self._events += 1
-                if isinstance(event, StepEvent):
-                    self._last_step = event.step
-                elif isinstance(event, StartEvent):
-                    self._last_step = event.resumed_from_step
-                elif isinstance(event, DoneEvent):
-                    self._done = event
-                elif isinstance(event, ErrorEvent):
-                    self._error = event
-                yield event
-            self._stdout_exhausted = True
-        finally:
-            self._iterating = False
+        if self._lines is None:
+            self._lines = _lines(TextReceiveStream(process.stdout, errors="replace"))
+        while not self._stdout_exhausted:
+            try:
+                line = await anext(self._lines)
+            except StopAsyncIteration:
+                self._stdout_exhausted = True
+                return
+            event = parse_event(line)
+            if event is None:
+                if line.strip():
+                    self._unparsed += 1
+                    self._keep_stderr(f"[stdout] {line}")
+                continue
+            self._events += 1
+            if isinstance(event, StepEvent):
+                self._last_step = event.step
+            elif isinstance(event, StartEvent):
+                self._last_step = event.resumed_from_step
+            elif isinstance(event, DoneEvent):
+                self._done = event
+            elif isinstance(event, ErrorEvent):
+                self._error = event
+            yield event
 
     async def wait(self) -> TrainingResult:
         """Drain unread events, wait for the exit, and return how the run ended."""
@@ -515,7 +521,7 @@ class TrainingProcess:
         await process.wait()
 
 
-async def _lines(stream: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _lines(stream: AsyncIterator[str]) -> AsyncGenerator[str, None]:
     """Split a text stream into lines (without the newline); the last partial line too."""
     buf = ""
     async for chunk in stream:

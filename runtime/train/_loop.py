@@ -268,6 +268,9 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
         step = _restore(resume_dir, optimizer, scheduler, fingerprint)
         log.info("resumed from %s at step %d", resume_dir, step)
 
+    if dist.main:  # checkpoints a killed run left half-written
+        for tmp in (config.output_dir / "checkpoints").glob(".tmp-checkpoint-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
     emit_main: Emit = emit if dist.main else (lambda _ev: None)
     emit_main(
         StartEvent(

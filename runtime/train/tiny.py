@@ -73,6 +73,9 @@ def build_tiny_model(
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

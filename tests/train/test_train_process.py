@@ -133,6 +133,18 @@ async def test_wait_without_reading_events_drains_them(tmp_path: Path) -> None:
     assert result.done.steps == 3
 
 
+async def test_breaking_out_of_events_loses_nothing(tmp_path: Path) -> None:
+    with anyio.fail_after(30):
+        async with fake(tmp_path, "progress") as proc:
+            async for event in proc.events():
+                assert isinstance(event, StartEvent)
+                break
+            rest = [e.event async for e in proc.events()]
+            result = await proc.wait()
+    assert rest == ["step", "step", "step", "done"]
+    assert result.status == "done"
+
+
 async def test_crashing_child_is_failed_with_its_stderr_tail(tmp_path: Path) -> None:
     with anyio.fail_after(30):
         async with fake(tmp_path, "crash", stderr_tail_lines=5) as proc:
@@ -208,7 +220,7 @@ async def test_real_child_streams_progress_and_writes_the_model(
 ) -> None:
     config = {**train_config, "max_steps": 6, "logging_steps": 2, "save_steps": 3}
     events: list[TrainingEvent] = []
-    with anyio.fail_after(90):
+    with anyio.fail_after(110):
         async with real(config) as proc:
             events = [e async for e in proc.events()]
             result = await proc.wait()
@@ -231,7 +243,7 @@ async def test_real_child_with_a_bad_model_dir_fails_with_the_reason(
     train_config: dict[str, Any], tmp_path: Path
 ) -> None:
     config = {**train_config, "model_dir": str(tmp_path / "no-such-model")}
-    with anyio.fail_after(90):
+    with anyio.fail_after(110):
         async with real(config) as proc:
             result = await proc.wait()
     assert result.status == "failed"
@@ -247,7 +259,7 @@ async def test_cancelled_run_resumes_from_its_latest_checkpoint(
     from runtime.train._loop import latest_checkpoint
 
     config = {**train_config, "max_steps": 8, "save_steps": 2, "save_total_limit": None}
-    with anyio.fail_after(90):
+    with anyio.fail_after(110):
         with anyio.CancelScope() as scope:
             async with real(config) as first:
                 async for event in first.events():
@@ -267,3 +279,22 @@ async def test_cancelled_run_resumes_from_its_latest_checkpoint(
     assert start.resumed_from_step == saved
     steps = [e.step for e in events if isinstance(e, StepEvent)]
     assert steps == list(range(saved + 1, 9))
+
+
+@pytest.mark.slow
+async def test_torchrun_two_cpu_ranks_train_and_report_once(
+    train_config: dict[str, Any],
+) -> None:
+    config = {**train_config, "max_steps": 4, "logging_steps": 2}
+    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    launch = LaunchSettings(cwd=REPO, env=env, launcher="torchrun", nproc_per_node=2)
+    with anyio.fail_after(110):
+        async with TrainingProcess(config, launch=launch) as proc:
+            events = [e async for e in proc.events()]
+            result = await proc.wait()
+    assert result.status == "done", result.stderr_tail
+    start = events[0]
+    assert isinstance(start, StartEvent)
+    assert start.world_size == 2
+    assert [e.event for e in events].count("done") == 1  # rank 0 alone reports
+    assert [e.step for e in events if isinstance(e, StepEvent)] == [2, 4]
