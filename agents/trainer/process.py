@@ -13,7 +13,8 @@ Contract of `TrainingProcess`:
   `proc.events()` (one consumer) or not at all — `wait()` drains what is left. A consumer that
   stops reading pauses the child once the pipe buffer (~64 KiB) is full; that is the backpressure.
 - `await proc.wait()` returns a `TrainingResult`: `done` (exit 0 and a `done` event) or `failed`
-  (exit code, `error` event if any, stderr tail). It never raises for a failed child.
+  (exit code, `error` event if any, stderr tail). It never raises for a failed child; only a
+  launcher that cannot be executed at all (`python` missing) raises `OSError` from `__aenter__`.
 - Leaving the block — normally, by an exception, or by cancellation of the enclosing cancel scope
   — terminates a child still running: SIGTERM to its process group, then SIGKILL after
   `terminate_grace_s`. The exit path is shielded, so cancellation cannot leave an orphan.
@@ -30,6 +31,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
@@ -326,10 +328,11 @@ class TrainingProcess:
     """Run `runtime.train` (or a multi-GPU launcher of it) as a supervised child process.
 
     `config` is a path to a JSON training config, or a mapping that is written as JSON to
-    `config_file` (default: `<output_dir>/train_config.json` when the mapping has `output_dir`,
-    else a file beside nothing — then `config_file` is required). The config is validated by the
-    child: a bad one ends as `failed` with exit code 2 and an `error` event.
-    See the module docstring for the streaming, backpressure and termination contract.
+    `config_file` (default: `<output_dir>/train_config.json`; a mapping without `output_dir`
+    needs `config_file`). The child validates it: a bad config ends as `failed` with exit code 2
+    and an `error` event. `on_stderr` sees each stderr line as it arrives (it must not raise or
+    block). An instance runs one child once. See the module docstring for the streaming,
+    backpressure and termination contract.
     """
 
     def __init__(
@@ -391,10 +394,12 @@ class TrainingProcess:
         )
 
     async def __aenter__(self) -> Self:
+        if self._process is not None:
+            raise RuntimeError("a TrainingProcess runs once; create a new one")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self._launch.env}
         self._process = await anyio.open_process(
             self.command,
-            stdin=None,
+            stdin=subprocess.DEVNULL,
             env=env,
             cwd=self._launch.cwd,
             start_new_session=True,  # its own process group: torchrun workers die with it
@@ -417,6 +422,10 @@ class TrainingProcess:
                 await self._terminate()
             if self._lines is not None:
                 await self._lines.aclose()
+            # The group is gone, so stderr reaches EOF; the bound covers a stray grandchild
+            # that left the group holding the pipe.
+            with anyio.move_on_after(max(self._launch.terminate_grace_s, 1.0)):
+                await self._stderr_closed.wait()
             await self._process.aclose()
         return await self._tg.__aexit__(exc_type, exc, tb)
 
@@ -463,8 +472,10 @@ class TrainingProcess:
             async for _ in self.events():
                 pass
         await process.wait()
-        # stderr reaches EOF when the child exits; let the reader finish the tail.
-        await self._stderr_closed.wait()
+        # stderr reaches EOF when the child exits; let the reader finish the tail (bounded: a
+        # grandchild that left the process group may still hold the pipe).
+        with anyio.move_on_after(max(self._launch.terminate_grace_s, 1.0)):
+            await self._stderr_closed.wait()
         code = process.returncode if process.returncode is not None else -1
         ok = code == 0 and self._done is not None
         self._result = TrainingResult(
@@ -501,6 +512,8 @@ class TrainingProcess:
             if process.stderr is not None:
                 async for line in _lines(TextReceiveStream(process.stderr, errors="replace")):
                     self._keep_stderr(line)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass  # closed by __aexit__ after the bounded wait: the tail is what we have
         finally:
             self._stderr_closed.set()
 
