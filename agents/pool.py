@@ -26,6 +26,7 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.autoevol.messages import MethodSelected
 from agents.base import Agent, AgentProgress, handles
 from agents.pipeline.messages import (
     Accepted,
@@ -54,6 +55,11 @@ class PoolParams(BaseModel):
         default="reference", description="round 0 response: the seed's own output, or generate"
     )
     retry_failed: bool = Field(default=False, description="on resume, retry rows that failed")
+    method_source: Literal["pack", "autoevol"] = Field(
+        default="pack",
+        description="evolve by the EvolAgent's operation pack, or wait for the Auto Evol-Instruct "
+        "optimizer's MethodSelected and evolve with that method (its dev set excluded)",
+    )
 
 
 @dataclass
@@ -82,13 +88,28 @@ class PoolAgent(Agent[PoolParams]):
         self.slot_freed = anyio.Event()
         self.fed_all = False
         self.counts = {"done": 0, "failed": 0, "skipped": 0, "started": 0}
+        self.method: MethodSelected | None = None
+        self.method_ready = anyio.Event()
 
     async def run(self) -> None:
         params = self.params
+        excluded: frozenset[str] = frozenset()
+        if params.method_source == "autoevol":
+            self.log.info("pool_waiting_for_method")
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._cancel_on_stop, scope)
+                    await self.method_ready.wait()
+                    tg.cancel_scope.cancel()
+            if self.method is None:
+                return
+            excluded = frozenset(self.method.exclude)
         for position, seed in enumerate(self.seeds()):
             if self.context.stopping.is_set():
                 self.log.info("pool_stopping", active=len(self.active), **self.counts)
                 break
+            if seed.id in excluded:
+                continue
             state = self.store.row_state(seed.id)
             if state is not None and (
                 state.status == "done" or (state.status == "failed" and not params.retry_failed)
@@ -144,10 +165,27 @@ class PoolAgent(Agent[PoolParams]):
             parent_step_id=row.current_step_id,
             instruction=row.instruction,
             input=row.input,
+            method_id=self.method.method_id if self.method else None,
+            method_text=self.method.method_text if self.method else None,
             correlation_id=row.seed_id,
             causation_id=cause.id if cause is not None else None,
         )
         await self.publish(request)
+
+    async def _cancel_on_stop(self, scope: anyio.CancelScope) -> None:
+        await self.context.stopping.wait()
+        scope.cancel()
+
+    @handles
+    async def on_method(self, selected: MethodSelected) -> None:
+        """Auto Evol-Instruct handed over its final method: start evolving with it."""
+        if self.params.method_source != "autoevol":
+            self.log.warning("method_ignored", method_id=selected.method_id,
+                             reason="method_source is not 'autoevol'")
+            return
+        self.method = selected
+        self.log.info("method_received", method_id=selected.method_id)
+        self.method_ready.set()
 
     @handles
     async def on_outcome(self, outcome: RowOutcome) -> None:

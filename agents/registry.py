@@ -25,6 +25,9 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "agents.evol.agent",
     "agents.responder",
     "agents.eliminator.agent",
+    "agents.autoevol.analyst",
+    "agents.autoevol.judge",
+    "agents.autoevol.optimizer",
 )
 
 _IMPLEMENTATIONS: dict[str, type[Agent[Any]]] = {}

@@ -142,3 +142,37 @@ def summarize(store: RunStore) -> dict[str, Any]:
         "failed_by_stage": failures,
         "dead_letters": dead,
     }
+
+
+def export_method_history(store: RunStore, out_dir: Path) -> dict[str, Any] | None:
+    """Auto Evol-Instruct: ``methods.json`` (every step's candidates with λ and the choices) and
+    ``final_method.txt``; returns the λ curve for the summary, or None when no optimization ran."""
+    records = dict(store.records("autoevol"))
+    if "initial" not in records:
+        return None
+    steps = [records[key] for key in sorted(records) if key.startswith("step-")]
+    history = {
+        "split": {name: len(ids) for name, ids in records.get("split", {}).items()},
+        "initial": records["initial"],
+        "steps": steps,
+        "final": records.get("final"),
+    }
+    curve = [{"step": 0, "method_id": "initial",
+              "failure_rate": records["initial"]["failure_rate"]}]
+    for step in steps:
+        rates = [c["failure_rate"] for c in step["candidates"]]
+        curve.append({
+            "step": step["step"],
+            "best_candidate": min(rates) if rates else None,
+            "candidates": rates,
+            "improved": step["improved"],
+            "method_id": step["chosen"]["method_id"] if step["improved"] else
+            step["previous"]["method_id"],
+        })
+    tmp = out_dir / "methods.json.tmp"
+    tmp.write_text(json.dumps(history, indent=2), encoding="utf-8")
+    tmp.replace(out_dir / "methods.json")
+    final = records.get("final")
+    if final is not None:
+        (out_dir / "final_method.txt").write_text(final["method_text"] + "\n", encoding="utf-8")
+    return {"lambda_curve": curve, "final_method": final and final["method_id"]}

@@ -7,11 +7,11 @@ Agents never import the runtime: the supervisor hands an implementation over in
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["RowState", "RowStatus", "RowStore", "SeedLike", "SeedSource"]
+__all__ = ["RecordStore", "RowState", "RowStatus", "RowStore", "SeedLike", "SeedSource"]
 
 RowStatus = Literal["active", "done", "failed"]
 
@@ -62,4 +62,16 @@ class RowStore(Protocol):
 
     def finish_row(self, seed_id: str, status: RowStatus, error: str | None = None) -> None:
         """Mark a row done or failed."""
+        ...
+
+
+class RecordStore(Protocol):
+    """Keyed JSON documents by kind (optimization steps, methods, metrics)."""
+
+    def put_record(self, kind: str, key: str, payload: Any) -> None:
+        """Store ``payload`` under (kind, key), replacing an earlier one."""
+        ...
+
+    def records(self, kind: str) -> list[tuple[str, Any]]:
+        """Every (key, payload) of ``kind``, in the order first stored."""
         ...
