@@ -195,3 +195,14 @@ def _register_judge_replies() -> None:
 
 
 _register_judge_replies()
+
+
+def _register_autoevol_replies() -> None:
+    """Register the Auto Evol-Instruct recognisers (`agents.llm.mock.autoevol_replies`)."""
+    from agents.llm.mock import autoevol_replies
+
+    for recognise in (autoevol_replies.analysis, autoevol_replies.optimize):
+        register_recogniser(recognise)
+
+
+_register_autoevol_replies()
