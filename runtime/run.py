@@ -28,7 +28,7 @@ from agents.llm.factory import build_client
 from agents.llm.types import LLMClient
 from agents.llm.usage import UsageRecorder
 from runtime.config import TopologyConfig
-from runtime.export import export_dataset, summarize
+from runtime.export import export_dataset, export_method_history, summarize
 from runtime.seeds import SeedStream
 from runtime.store import STORE_FILE, RunStore
 from runtime.supervisor import RunBus, RunOutcome, Supervisor
@@ -126,8 +126,23 @@ def _finish(config: TopologyConfig, run_dir: Path, store: RunStore, usage: Usage
     if summary["seeds"]:
         files = export_dataset(store, run_dir, config.run.export, seed=config.run.seed)
         summary["exports"] = {fmt: path.name for fmt, path in files.items()}
+    autoevol = export_method_history(store, run_dir)
+    if autoevol is not None:
+        summary["autoevol"] = autoevol
     summary["llm_usage"] = usage.snapshot().model_dump(mode="json")
     _write_json(run_dir / SUMMARY_FILE, summary)
+    _write_report(run_dir, store)
+
+
+def _write_report(run_dir: Path, store: RunStore) -> None:
+    """Write ``report.html``; a failure is logged, never raised (the run's outputs are kept)."""
+    try:
+        from runtime.report.build import write_run_report
+
+        store.flush()
+        write_run_report(run_dir)
+    except Exception:
+        _log.exception("report_failed", run_dir=str(run_dir))
 
 
 def _write_json(path: Path, data: object) -> None:
