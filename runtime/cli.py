@@ -5,6 +5,8 @@
     python -m runtime resume RUN_DIR [--retry-failed] [--set ...]
     python -m runtime validate CONFIG [--set ...]
     python -m runtime agents                    (list agent implementations)
+    python -m runtime report RUN_DIR            (re)write RUN_DIR/report.html
+    python -m runtime quality RUN_DIR [--llm CONFIG_OR_URL] [--benchmark FILE ...] [...]
     python -m runtime mock-llm [...]            (the mock OpenAI/Anthropic server)
     python -m runtime coordinator CONFIG [--run-dir DIR] [--set ...]   (run.bus.kind = "nats")
     python -m runtime coordinator --resume RUN_DIR [--set ...]
@@ -33,7 +35,9 @@ from runtime.errors import ConfigError, InputDataError
 
 __all__ = ["main"]
 
-SUBCOMMANDS = ("run", "resume", "validate", "agents", "mock-llm", "coordinator", "worker")
+SUBCOMMANDS = (
+    "run", "resume", "validate", "agents", "mock-llm", "coordinator", "worker", "report", "quality",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +72,28 @@ def _parser() -> argparse.ArgumentParser:
                           metavar="KEY=VALUE")
 
     sub.add_parser("agents", help="list the agent implementations a config can name")
+
+    report = sub.add_parser("report", help="(re)write RUN_DIR/report.html and print its path")
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("--lineages", type=int, default=3, help="example lineages to show")
+
+    quality = sub.add_parser("quality", help="data-quality metrics of a run (difficulty, tags, "
+                             "diversity, contamination), stored and added to its report")
+    quality.add_argument("run_dir", type=Path)
+    quality.add_argument("--llm", metavar="CONFIG_OR_URL",
+                         help="judge backend: a TOML file with [llm.judge], or an "
+                         "OpenAI-compatible base URL (default: the run's [llm.judge], if any)")
+    quality.add_argument("--model", default="judge", help="model name with --llm URL")
+    quality.add_argument("--benchmark", dest="benchmarks", action="append", default=[],
+                         type=Path, metavar="FILE",
+                         help="benchmark question file for the 13-gram contamination check")
+    quality.add_argument("--embedder", choices=("auto", "minilm", "hashed"), default="auto")
+    quality.add_argument("--threshold", type=float, default=0.9,
+                         help="cosine similarity of a near-duplicate pair")
+    quality.add_argument("--ngram", type=int, default=13)
+    quality.add_argument("--concurrency", type=int, default=8)
+    quality.add_argument("--limit", type=int, help="at most N instructions per round")
+    quality.add_argument("--templates", type=Path, help="judge template override directory")
 
     coord = sub.add_parser("coordinator", help="run the coordinator of a topology over NATS "
                            "(store, seeds, pool; workers run the other agents)")
@@ -113,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "agents":
             return _list_agents()
+        if args.command == "report":
+            return _report(args)
+        if args.command == "quality":
+            return _quality(args)
         if args.command == "resume":
             return _resume(args)
         if args.command == "worker":
@@ -138,6 +168,45 @@ def _list_agents() -> int:
     for name, cls in available().items():
         doc = (cls.__doc__ or "").strip().splitlines()
         print(f"{name:<28} role={cls.role:<12} {doc[0] if doc else ''}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from runtime.report.build import write_run_report
+
+    try:
+        path = write_run_report(args.run_dir, lineage_examples=args.lineages)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    print(path)
+    return 0
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from runtime.evaluate import QualityOptions, compute_quality, judge_backend
+    from runtime.run import RESOLVED_CONFIG
+
+    stored = args.run_dir / RESOLVED_CONFIG
+    run_config = json.loads(stored.read_text(encoding="utf-8")) if stored.is_file() else None
+    options = QualityOptions(
+        judge=judge_backend(args.llm, model=args.model, run_config=run_config),
+        benchmarks=tuple(args.benchmarks),
+        embedder=args.embedder,
+        duplicate_threshold=args.threshold,
+        ngram=args.ngram,
+        concurrency=args.concurrency,
+        limit=args.limit,
+        template_dir=args.templates,
+    )
+    if options.judge is None:
+        print("no judge LLM (--llm, or [llm.judge] in the run's config): difficulty and tags "
+              "skipped", file=sys.stderr)
+    result = anyio.run(compute_quality, args.run_dir, options)
+    print(f"{result.items} instructions: {', '.join(result.computed) or 'nothing computed'}",
+          file=sys.stderr)
+    for line in result.lines:
+        print(line, file=sys.stderr)
+    print(result.report)
     return 0
 
 

@@ -3,9 +3,9 @@
 Registered before the built-in recognisers when `agents.llm.mock.replies` is imported:
 
 - `judge_difficulty` — contains `[[difficulty]]`: a reason, then `Difficulty: [[N]]`. N grows
-  with the instruction's length and its constraint words (plus a deterministic jitter of ±1), so
-  evolved instructions, which get longer each round, are rated harder — the shape the WizardLM
-  paper reports.
+  with the constraints the mock's in-depth rewrites add (2 each), constraint words and length
+  (plus a deterministic jitter of ±1), so instructions evolved in depth round after round are
+  rated harder — the shape the WizardLM paper reports.
 - `judge_tags` — contains `<tags>`: `<tags>[{"tag": ..., "explanation": ...}]</tags>` with one
   tag per ~12 words of the request (1-8), taken from its keywords.
 - `judge_score_pair` — the Vicuna `pair-score` prompt (`[Assistant 1's answer begins]` and
@@ -43,7 +43,8 @@ def judge_difficulty(ctx: ReplyContext) -> Reply | None:
         return None
     text = _between(_INSTRUCTION, ctx)
     words = len(text.split())
-    base = 1.5 + words / 9 + 0.5 * len(_CONSTRAINT.findall(text))
+    added = sum(constraint in text for constraint in _text.CONSTRAINTS)
+    base = 1.5 + 2 * added + words / 25 + 0.25 * len(_CONSTRAINT.findall(text))
     score = max(1, min(10, round(base + ctx.index("jitter", 3) - 1)))
     reason = _text.judge_reason(ctx.index("why", 3))
     return Reply(f"{reason}\n\nDifficulty: [[{score}]]", "judge_difficulty")

@@ -189,8 +189,11 @@ def _register_judge_replies() -> None:
     """Register the data-quality/Vicuna judge recognisers (`agents.llm.mock.judge_replies`)."""
     from agents.llm.mock import judge_replies
 
-    for recognise in (judge_replies.judge_score_pair, judge_replies.judge_tags,
-                      judge_replies.judge_difficulty):
+    for recognise in (
+        judge_replies.judge_score_pair,
+        judge_replies.judge_tags,
+        judge_replies.judge_difficulty,
+    ):
         register_recogniser(recognise)
 
 

@@ -1,0 +1,223 @@
+"""The run report of a real Evol-Instruct run against the mock server, and `quality` on it."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+from agents.llm.mock import MockLLMServer
+from runtime.config import validate_config
+from runtime.report.build import build_report_data, write_run_report
+from runtime.run import execute
+from runtime.store import RunStore
+from tests.eval.conftest import REPO, pipeline_topology, run_cli, write_seeds
+
+
+def _sections(html: str) -> set[str]:
+    return set(re.findall(r'<section id="([a-z]+)">', html))
+
+
+def _svgs(html: str) -> list[str]:
+    return re.findall(r"<svg .*?</svg>", html, flags=re.DOTALL)
+
+
+async def _run(tmp_path: Path, url: str) -> Path:
+    seeds = write_seeds(tmp_path / "seeds.jsonl", 20)
+    config = validate_config(pipeline_topology(seeds, url, rounds=2))
+    run_dir = tmp_path / "run"
+    outcome = await execute(config, run_dir, show_progress=False, handle_signals=False)
+    assert outcome.status == "completed", outcome.errors
+    return run_dir
+
+
+async def test_every_run_writes_a_report_from_its_store(
+    tmp_path: Path, mock_server: MockLLMServer
+) -> None:
+    run_dir = await _run(tmp_path, mock_server.openai_url)
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert {"summary", "rows", "elimination", "usage", "rate", "lineages"} <= _sections(html)
+    data = build_report_data(run_dir)
+    assert [r.round for r in data.rows_per_round] == [0, 1, 2]
+    assert data.rows_per_round[0].produced == 20
+    with closing(sqlite3.connect(run_dir / "run.sqlite")) as db:
+        rejected = dict(
+            db.execute(
+                "SELECT rule, COUNT(*) FROM steps WHERE status = 'rejected' GROUP BY rule"
+            ).fetchall()
+        )
+    assert data.elimination_reasons == rejected
+    assert rejected
+    callers = {u.agent: u for u in data.agent_usage}
+    assert {"evol", "responder"} <= set(callers)
+    assert callers["responder"].calls >= 20
+    assert callers["responder"].completion_tokens > 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    total_calls = summary["llm_usage"]["total"]["calls"]
+    span = data.call_rate[1].t_s - data.call_rate[0].t_s if len(data.call_rate) > 1 else 1.0
+    assert abs(sum(p.calls_per_s for p in data.call_rate) * span - total_calls) < 1e-6 * total_calls
+    assert data.lineages
+    assert all(lin.steps[0].status == "seed" for lin in data.lineages)
+    assert data.lambda_steps == []
+    assert data.judge == []
+    assert data.quality is None
+    for svg in _svgs(html):
+        ET.fromstring(svg)
+
+
+async def test_quality_command_adds_difficulty_tags_diversity_and_contamination(
+    tmp_path: Path,
+    mock_server: MockLLMServer,
+    chromium_screenshot: Callable[[Path, Path], Path],
+) -> None:
+    run_dir = await _run(tmp_path, mock_server.openai_url)
+    with closing(sqlite3.connect(run_dir / "run.sqlite")) as db:
+        seed_step, seed_text = db.execute(
+            "SELECT step_id, instruction FROM steps WHERE round = 0 AND status = 'accepted'"
+        ).fetchone()
+    bench = tmp_path / "bench.jsonl"  # one benchmark question copies a seed: a 13-gram hit
+    bench.write_text(
+        json.dumps({"question_id": 1, "turns": [seed_text]})
+        + "\n"
+        + json.dumps({"question_id": 2, "turns": ["An unrelated question about tax law."]})
+        + "\n",
+        encoding="utf-8",
+    )
+    judge = tmp_path / "judge.toml"
+    judge.write_text(
+        f'[llm.judge]\nbackend = "openai-compatible"\nmodel = "mock-model"\n'
+        f'endpoints = ["{mock_server.openai_url}"]\n',
+        encoding="utf-8",
+    )
+    done = await run_cli(
+        "quality",
+        str(run_dir),
+        "--llm",
+        str(judge),
+        "--benchmark",
+        str(bench),
+        "--embedder",
+        "hashed",
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == run_dir / "report.html"
+    assert "difficulty, tags, diversity, contamination" in done.stderr
+
+    data = build_report_data(run_dir)
+    rounds = data.difficulty_by_round
+    assert [r.round for r in rounds] == [0, 1, 2]
+    assert all(r.mean is not None and 1 <= r.mean <= 10 and r.unparseable == 0 for r in rounds)
+    assert data.quality is not None
+    assert sorted(data.quality.tags_by_round) == [0, 1, 2]
+    assert data.quality.diversity is not None
+    assert data.quality.diversity.n > 20
+    assert data.quality.contamination is not None
+    hits = data.quality.contamination.hits
+    # the seeds share a template, so partial overlaps are many; one text holds the whole item
+    assert [h.text_id for h in hits if h.item_overlap == 1.0] == [seed_step]
+    assert "quality.judge" in {u.agent for u in data.agent_usage}
+
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    expected = {"rows", "elimination", "difficulty", "usage", "rate", "quality", "lineages"}
+    assert expected <= _sections(html)
+    # rows, elimination, difficulty, usage, calls/s, tag complexity
+    assert len(_svgs(html)) == 6
+    png = chromium_screenshot(run_dir / "report.html", tmp_path / "report.png")
+    data_png = png.read_bytes()
+    assert data_png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data_png) > 50_000
+    _keep_for_review(data_png)
+
+
+def _keep_for_review(png: bytes) -> None:
+    """Copy the screenshot to .pytest_cache/eval-report.png for a person to look at."""
+    keep = REPO / ".pytest_cache" / "eval-report.png"
+    keep.parent.mkdir(exist_ok=True)
+    keep.write_bytes(png)
+
+
+async def test_quality_again_makes_no_llm_call(tmp_path: Path, mock_server: MockLLMServer) -> None:
+    run_dir = await _run(tmp_path, mock_server.openai_url)
+    url = mock_server.openai_url
+    first = await run_cli(
+        "quality",
+        str(run_dir),
+        "--llm",
+        url,
+        "--model",
+        "mock-model",
+        "--embedder",
+        "hashed",
+        "--limit",
+        "5",
+    )
+    assert first.returncode == 0, first.stderr
+    calls = mock_server.stats().requests
+    second = await run_cli(
+        "quality",
+        str(run_dir),
+        "--llm",
+        url,
+        "--model",
+        "mock-model",
+        "--embedder",
+        "hashed",
+        "--limit",
+        "5",
+    )
+    assert second.returncode == 0, second.stderr
+    assert mock_server.stats().requests == calls  # the run's response cache answered
+    data = build_report_data(run_dir)
+    assert sum(r.n for r in data.difficulty_by_round) == 15  # 5 per round
+
+
+def test_lambda_records_of_auto_evol_are_drawn(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    store = RunStore(run_dir / "run.sqlite")
+    store.put_record(
+        "autoevol",
+        "step-0",
+        {
+            "step": 0,
+            "candidates": [
+                {"method_id": "m0.0", "failure_rate": 0.4},
+                {"method_id": "m0.1", "failure_rate": 0.3},
+            ],
+            "chosen": "m0.1",
+        },
+    )
+    store.put_record(
+        "autoevol",
+        "step-1",
+        [
+            {"step": 1, "candidate": "m1.0", "lambda": 0.2, "chosen": True},
+            {"step": 1, "candidate": "m1.1", "failure_rate": 0.25},
+        ],
+    )
+    store.put_record("autoevol", "junk", {"something": "else"})
+    store.close()
+    data = build_report_data(run_dir)
+    assert [(p.step, p.candidate, p.failure_rate, p.chosen) for p in data.lambda_steps] == [
+        (0, "m0.0", 0.4, False),
+        (0, "m0.1", 0.3, True),
+        (1, "m1.0", 0.2, True),
+        (1, "m1.1", 0.25, False),
+    ]
+    html = write_run_report(run_dir).read_text(encoding="utf-8")
+    assert '<section id="lambda">' in html
+    assert data.summary.exit_status == "unfinished"
+
+
+async def test_report_command_rewrites_the_page(tmp_path: Path) -> None:
+    missing = await run_cli("report", str(tmp_path))
+    assert missing.returncode == 2
+    assert "no run.sqlite" in missing.stderr
+    RunStore(tmp_path / "run.sqlite").close()
+    done = await run_cli("report", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "report.html")
+    assert (tmp_path / "report.html").is_file()
