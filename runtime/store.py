@@ -167,11 +167,16 @@ class RunStore:
         )
 
     def put_record(self, kind: str, key: str, payload: Any) -> None:
-        """Store a JSON document under (kind, key), replacing it (methods, usage, summaries)."""
+        """Store a JSON document under (kind, key), replacing it (methods, usage, summaries).
+
+        Records are rare and costly to recompute (an optimization step), so they are committed at
+        once, with everything buffered before them.
+        """
         self._write(
             "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)",
             (kind, key, json.dumps(payload, default=str), _now()),
         )
+        self.flush()
 
     def records(self, kind: str) -> list[tuple[str, Any]]:
         self.flush()

@@ -99,7 +99,7 @@ class AnalysisResult(BaseModel):
 
 _FAILED_RE = re.compile(
     r"^[\s>*_\-\u2022\d.)]*\**\s*fail(?:ed|ure)?\**\s*[:\-]?\s*"
-    r"(?:(?:case|trajectory|id)\s*[#:=]?\s*)?[\"'`\[(]?(?P<id>[\w.:\-]+?)[\"'`\])]?"
+    r"(?:(?:case|trajectory|id)(?:\s+|\s*[#:=]\s*))?[\"'`\[(]?(?P<id>[\w.:\-]+?)[\"'`\])]?"
     r"(?:\s*[|:,;\u2013\u2014\-]\s*|\s+)"
     r"(?:\(?\s*(?:at\s+)?step\s*[#:=]?\s*(?P<step>\d+)\s*\)?\s*[|:,;\u2013\u2014\-]?\s*)?"
     r"(?P<reason>.*)$",
