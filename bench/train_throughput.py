@@ -1,7 +1,7 @@
 """Training throughput of the tiny model: tokens/s and peak memory, CPU and (if present) CUDA.
 
     .venv/bin/python bench/train_throughput.py [--steps 30] [--hidden-size 64] [--layers 2]
-        [--batch-size 8] [--max-length 256] [--batching grouped|packed] [--threads N]
+        [--batch-size 8] [--max-length 256] [--batching grouped|packed] [--threads 1]
         [--devices cpu,cuda]
 
 Each measurement is a real `python -m runtime.train` child run through `TrainingProcess`, so it
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import sys
@@ -106,7 +105,9 @@ def main() -> int:
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--batching", choices=["grouped", "packed"], default="grouped")
     p.add_argument("--gradient-checkpointing", action="store_true")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    # 1 by default: the tiny model gains nothing from more threads, and on a shared machine
+    # OpenMP threads spinning under contention cost up to 10x (measured on the 2-core dev box).
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--devices", default="cpu,cuda")
     args = p.parse_args()
 
