@@ -13,7 +13,7 @@ LABELS = {f"case{n}" for n in range(1, 11)}
     ("line", "case_id", "step"),
     [
         pytest.param("FAILED case6 | step 1 | reworded only", "case6", 1, id="plain"),
-        pytest.param("- **FAILED** case10 - step 2 - lost the table", "case10", 2, id="bullet-bold"),
+        pytest.param("- **FAILED** case10 - step 2 - lost the table", "case10", 2, id="bold"),
         pytest.param("FAILED trajectory case3: drifted off topic", "case3", None, id="prefixed"),
         pytest.param("1. FAILED: case7 | step 1 | answered it", "case7", 1, id="numbered"),
     ],
