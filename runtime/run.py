@@ -69,7 +69,11 @@ async def execute(
     NATS bus and the agents it runs itself; the store observes that bus as a monitor).
     """
     seeds = SeedStream(config.run.inputs, base_dir=config_dir) if config.run.inputs else None
-    _write_json(run_dir / RESOLVED_CONFIG, config.model_dump(mode="json"))
+    resolved = config.model_dump(mode="json")
+    if seeds is not None:  # `resume` must read the same files, from whatever directory
+        for spec, path in zip(resolved["run"]["inputs"], seeds.resolved_paths(), strict=True):
+            spec["path"] = str(path)
+    _write_json(run_dir / RESOLVED_CONFIG, resolved)
     store = RunStore(run_dir / STORE_FILE, message_payloads=config.run.message_payloads)
     store.begin_attempt()
     usage = UsageRecorder()

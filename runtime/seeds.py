@@ -42,6 +42,10 @@ class SeedStream:
             path = self._base / path
         return path
 
+    def resolved_paths(self) -> list[Path]:
+        """The absolute path of every input, as read (what a resumed run must read again)."""
+        return [self._path(spec).resolve() for spec in self._inputs]
+
     def __call__(self) -> Iterator[SeedRecord]:
         self.readers = []
         for spec in self._inputs:
