@@ -259,3 +259,19 @@ def test_config_round_trips_through_toml(tmp_path: Path) -> None:
     from runtime.config import load_config
 
     assert load_config(path) == validate_config(raw)
+
+
+async def test_resume_reads_inputs_given_relative_to_the_config_file(tmp_path: Path) -> None:
+    config_dir = tmp_path / "project"
+    config_dir.mkdir()
+    write_seeds(config_dir / "seeds.jsonl", seeds(3))
+    raw = pipeline_config([{"path": "seeds.jsonl"}], scripted("steady"), rounds=1)
+    path = write_config(config_dir / "evol.toml", raw)
+    run_dir = tmp_path / "run"
+    first = await run_cli(str(path), "--run-dir", str(run_dir), "--no-progress",
+                          "--log-console", "off")  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    # the stored config names the file absolutely: a resume from elsewhere reads the same seeds
+    resumed = await run_cli("resume", str(run_dir), "--no-progress", "--log-console", "off")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(RunView(run_dir).rows()) == 3
