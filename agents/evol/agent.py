@@ -69,9 +69,12 @@ class EvolAgent(Agent[EvolParams]):
             messages = [ChatMessage(role="user", content=_render_method(request.method_text, text))]
             version = f"method:{request.method_id or _digest(request.method_text)}"
         else:
-            chosen = request.operation or self.pack.choose(
-                derive_rng(self.context.seed, "operation", request.seed_id, request.round)
-            ).name
+            chosen = (
+                request.operation
+                or self.pack.choose(
+                    derive_rng(self.context.seed, "operation", request.seed_id, request.round)
+                ).name
+            )
             operation = chosen
             template = self.pack.template(chosen, profile)
             messages = self.pack.render(chosen, text, profile)

@@ -4,6 +4,10 @@ A pack is a directory holding `pack.toml` (the operations: name, kind, default w
 template per operation and profile, `<operation>.<profile>.txt`. Built-in packs live in
 `agents/evol/prompts/<pack>/` (`general`, `code`, `math`).
 
+An optional `system.<profile>.txt` holds a system message sent before every prompt of that
+profile (the built-in packs have one for `compact`: tiny models answer the instruction instead of
+rewriting it unless told firmly, in a system turn, that they must not).
+
 Overrides: `OperationPack.load(name, user_dir=DIR)` looks up every file in `DIR` first and
 falls back to the built-in pack, per file: a user directory holding only
 `add_constraints.full.txt` changes that one prompt. A `pack.toml` in `DIR` replaces the
@@ -90,6 +94,7 @@ class OperationPack:
         operations: tuple[Operation, ...],
         templates: Mapping[tuple[str, Profile], Template],
         description: str = "",
+        system: Mapping[Profile, Template] | None = None,
     ) -> None:
         if not operations:
             raise PromptError(f"pack {name!r}: no operations")
@@ -103,6 +108,13 @@ class OperationPack:
                 if (op.name, profile) not in templates:
                     raise PromptError(f"pack {name!r}: no {profile!r} template for {op.name!r}")
                 _check_template(templates[op.name, profile], op)
+        self._system = dict(system or {})
+        for template in self._system.values():
+            if template.placeholders or "<instruction>" in template.text:
+                raise PromptError(
+                    f"{template.source}: a system prompt takes no placeholders and no "
+                    "<instruction> block"
+                )
         self.name = name
         self.description = description
         self.operations = operations
@@ -131,7 +143,14 @@ class OperationPack:
             for profile in PROFILES:
                 path = _first_existing(dirs, f"{op.name}.{profile}.txt")
                 templates[op.name, profile] = load_template(path, required=("instruction",))
-        pack = cls(name, tuple(manifest.operations), templates, manifest.description)
+        system: dict[Profile, Template] = {}
+        for profile in PROFILES:
+            found = [
+                d / f"system.{profile}.txt" for d in dirs if (d / f"system.{profile}.txt").is_file()
+            ]
+            if found:
+                system[profile] = load_template(found[0])
+        pack = cls(name, tuple(manifest.operations), templates, manifest.description, system)
         return pack.with_weights(weights) if weights else pack
 
     def with_weights(self, weights: Mapping[str, float]) -> OperationPack:
@@ -151,7 +170,7 @@ class OperationPack:
             )
         except ValidationError as exc:
             raise PromptError(f"pack {self.name!r}: invalid weights: {exc}") from exc
-        return OperationPack(self.name, ops, self._templates, self.description)
+        return OperationPack(self.name, ops, self._templates, self.description, self._system)
 
     def operation(self, name: str) -> Operation:
         """The operation called `name`; `KeyError` if the pack has none."""
@@ -171,14 +190,39 @@ class OperationPack:
     ) -> list[ChatMessage]:
         """The chat messages asking an LLM to apply `operation` to `instruction_text`.
 
+        One user message, preceded by the pack's system message for `profile` when it has one.
+
         `instruction_text` is the whole text to evolve, input included (`compose_instruction`).
         """
         prompt = self.template(operation, profile).render(instruction=instruction_text.strip())
-        return [ChatMessage(role="user", content=prompt)]
+        messages = [ChatMessage(role="user", content=prompt)]
+        if profile in self._system:
+            messages.insert(
+                0, ChatMessage(role="system", content=self._system[profile].text.strip())
+            )
+        return messages
+
+    def copies_prompt(self, operation: Operation | str, profile: Profile, text: str) -> bool:
+        """True when `text` is lifted from the prompt itself (e.g. a few-shot example's answer).
+
+        Tiny models often repeat an example instead of rewriting the instruction; such an
+        "evolution" must be rejected. Matching ignores case, spacing and edge punctuation; texts
+        under three words are never counted as copies.
+        """
+        needle = _normalize(text)
+        if len(needle.split()) < 3:
+            return False
+        haystack = _normalize(self.template(operation, profile).text.replace("{{instruction}}", ""))
+        return needle in haystack
 
     def __repr__(self) -> str:
         ops = ", ".join(f"{op.name}={op.weight:g}" for op in self.operations)
         return f"OperationPack({self.name!r}: {ops})"
+
+
+def _normalize(text: str) -> str:
+    words = re.sub(r"[\"'`*_]", " ", text.lower()).split()
+    return " ".join(words).strip(".,;:!? ")
 
 
 def _first_existing(dirs: list[Path], filename: str) -> Path:

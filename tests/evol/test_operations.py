@@ -51,9 +51,11 @@ def test_math_pack_has_easier_variants() -> None:
 def test_rendered_prompts_follow_the_mock_server_conventions(name: str, profile: str) -> None:
     pack = OperationPack.load(name)
     for op in pack.operations:
-        [message] = pack.render(op, CODE_INSTRUCTION, profile)  # type: ignore[arg-type]
-        text = message.content
+        messages = pack.render(op, CODE_INSTRUCTION, profile)  # type: ignore[arg-type]
+        message = messages[-1]
         assert message.role == "user"
+        assert [m.role for m in messages[:-1]] == (["system"] if profile == "compact" else [])
+        text = "\n\n".join(m.content for m in messages)
         assert text.count("<instruction>") == 1
         assert text.count("</instruction>") == 1
         assert text.rstrip().endswith("</instruction>")
@@ -157,3 +159,38 @@ def test_invalid_override_is_rejected_at_load(tmp_path: Path, body: str, match: 
 def test_unknown_builtin_pack_is_a_clear_error() -> None:
     with pytest.raises(PromptError, match=r"pack\.toml"):
         OperationPack.load("no_such_pack")
+
+
+@pytest.mark.parametrize("pack_name", PACKS)
+def test_copied_few_shot_answer_is_detected(pack_name: str) -> None:
+    pack = OperationPack.load(pack_name)
+    for op in pack.operations:
+        template = pack.template(op, "compact").text
+        after_lines = [line[7:] for line in template.splitlines() if line.startswith("After: ")]
+        assert after_lines
+        for line in after_lines:
+            assert pack.copies_prompt(op, "compact", f"  {line.upper()}  ")
+
+
+def test_real_rewrite_is_not_a_copy() -> None:
+    pack = OperationPack.load("general")
+    assert not pack.copies_prompt(
+        "add_constraints", "compact", "Explain photosynthesis in three sentences for a child."
+    )
+    assert not pack.copies_prompt("add_constraints", "compact", "the sea")
+
+
+def test_system_prompt_can_be_overridden_and_added(tmp_path: Path) -> None:
+    (tmp_path / "system.full.txt").write_text("Be brief.\n")
+    (tmp_path / "system.compact.txt").write_text("Never answer.\n")
+    pack = OperationPack.load("general", user_dir=tmp_path)
+    full = pack.render("deepen", "Why?", "full")
+    compact = pack.render("deepen", "Why?", "compact")
+    assert (full[0].role, full[0].content) == ("system", "Be brief.")
+    assert (compact[0].role, compact[0].content) == ("system", "Never answer.")
+
+
+def test_system_prompt_with_a_placeholder_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "system.compact.txt").write_text("Rewrite {{instruction}}")
+    with pytest.raises(PromptError, match="system prompt"):
+        OperationPack.load("general", user_dir=tmp_path)
