@@ -87,6 +87,9 @@ _STEP_COLUMNS = (
 )
 
 
+_OUTCOME_COLUMNS = ("rule", "reason", "stage", "error_type", "error")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -324,9 +327,12 @@ class RunStore:
         )
 
     def _put_step(self, step: Step, status: str, **extra: str | None) -> None:
+        # every outcome column is written (NULL when not given): a retried step that succeeds
+        # must not keep the error of its failed attempt
+        outcome = {column: extra.get(column) for column in _OUTCOME_COLUMNS}
         values = [getattr(step, column) for column in _STEP_COLUMNS]
-        columns = [*_STEP_COLUMNS, "status", "updated_at", *extra]
-        values += [status, _now(), *extra.values()]
+        columns = [*_STEP_COLUMNS, "status", "updated_at", *outcome]
+        values += [status, _now(), *outcome.values()]
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "step_id")
         self._write(
             f"INSERT INTO steps ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
