@@ -238,7 +238,10 @@ async def test_exhausted_retries_fail_the_row_and_resume_retry_failed_completes_
     assert_accounted(view, seeds=6, rounds=2)
     assert {r["status"] for r in view.rows().values()} == {"done"}
     assert view.rows()[seed_id]["error"] is None
-    assert [s["status"] for s in view.steps("seed_id = ?", (seed_id,))] == ["accepted"] * 3
+    retried_steps = view.steps("seed_id = ?", (seed_id,))
+    assert [s["status"] for s in retried_steps] == ["accepted"] * 3
+    # the retried step no longer carries the error of its failed attempt
+    assert [(s["stage"], s["error_type"], s["error"]) for s in retried_steps] == [(None,) * 3] * 3
     # the failed step's evolution was cached: the retry did not evolve round 1 again
     usage = view.summary()["llm_usage"]["callers"]
     assert usage["evol"]["calls"] == 1
