@@ -104,6 +104,14 @@ def test_truncated_part_is_reported_before_reading(site: Path, tmp_path: Path) -
         ensure_model_file(preset, tmp_path / "cache")
 
 
+def test_unusable_cache_dir_is_a_clear_error(site: Path, tmp_path: Path) -> None:
+    preset = split_preset(site, PARTS)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    with pytest.raises(BackendNotAvailableError, match="EVOLAGENTS_CACHE"):
+        ensure_model_file(preset, blocker / "models")
+
+
 def test_single_file_package_is_used_in_place_after_verification(
     site: Path, tmp_path: Path
 ) -> None:

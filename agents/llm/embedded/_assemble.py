@@ -158,9 +158,20 @@ def _concatenate(preset: ModelPreset, parts: Iterable[Path], target: Path) -> No
 def ensure_model_file(preset: ModelPreset, cache_dir: Path) -> Path:
     """Return the verified GGUF file of `preset`, assembling it into `cache_dir` if needed.
 
-    Blocking (reads up to ~1 GB the first time): call it from a worker thread.
+    Blocking (reads up to ~1 GB the first time): call it from a worker thread. An unusable cache
+    directory (read-only, disk full) is a `BackendNotAvailableError` too, naming the directory.
     """
     sources = locate_sources(preset)
+    try:
+        return _ensure(preset, sources, cache_dir)
+    except OSError as exc:
+        raise BackendNotAvailableError(
+            f"embedded model {preset.name!r}: cannot use the model cache {cache_dir}: {exc}. "
+            f"Free space there or point {CACHE_ENV} (or options.cache_dir) elsewhere."
+        ) from exc
+
+
+def _ensure(preset: ModelPreset, sources: list[Path], cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     in_place = isinstance(preset.source, PackageFileSource)
     target = sources[0] if in_place else cache_dir / preset.filename
