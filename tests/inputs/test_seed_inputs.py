@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from runtime.errors import InputDataError
 from runtime.inputs import SeedReader, SeedRecord, detect_container, read_seeds
@@ -364,3 +366,48 @@ def test_gzip_container_detection(tmp_path: Path) -> None:
         fh.write(json.dumps({"instruction": "Zipped"}) + "\n")
     assert detect_container(path) == "jsonl"
     assert next(read_seeds(path)).instruction == "Zipped"
+
+
+# ------------------------------------------------------------------ fuzz
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+RECORDS = st.dictionaries(
+    st.sampled_from(
+        ["instruction", "input", "output", "instances", "conversations", "messages", "turns", "x"]
+    ),
+    JSON_VALUES,
+    max_size=4,
+)
+LINES = st.lists(
+    st.one_of(RECORDS.map(json.dumps), st.text(max_size=30).map(lambda s: s.replace("\n", " "))),
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(lines=LINES, fmt=st.sampled_from(["auto", "alpaca", "sharegpt", "messages", "turns"]))
+def test_fuzz_jsonl_only_ever_raises_input_data_error(
+    tmp_path: Path, lines: list[str], fmt: str
+) -> None:
+    path = tmp_path / "fuzz.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    skipping = SeedReader(path, format=fmt, on_bad_record="skip")  # type: ignore[arg-type]
+    records = list(skipping)
+    assert skipping.stats.yielded == len(records)
+    assert skipping.stats.read == skipping.stats.yielded + skipping.stats.skipped
+    assert all(r.instruction and r.instruction == r.instruction.strip() for r in records)
+    strict = SeedReader(path, format=fmt)  # type: ignore[arg-type]
+    if skipping.stats.skipped:
+        with pytest.raises(InputDataError) as info:
+            list(strict)
+        assert info.value.line is not None
+    else:
+        assert [r.id for r in strict] == [r.id for r in records]
