@@ -60,6 +60,9 @@ class PoolParams(BaseModel):
         description="evolve by the EvolAgent's operation pack, or wait for the Auto Evol-Instruct "
         "optimizer's MethodSelected and evolve with that method (its dev set excluded)",
     )
+    methods_expected: int = Field(
+        default=1, ge=1, description="autoevol: how many optimizers (domain clusters) to wait for"
+    )
 
 
 @dataclass
@@ -68,6 +71,7 @@ class _Row:
     instruction: str
     input: str
     current_step_id: str | None
+    method: MethodSelected | None = None
 
 
 @register("pool.rounds")
@@ -88,7 +92,7 @@ class PoolAgent(Agent[PoolParams]):
         self.slot_freed = anyio.Event()
         self.fed_all = False
         self.counts = {"done": 0, "failed": 0, "skipped": 0, "started": 0}
-        self.method: MethodSelected | None = None
+        self.methods: list[MethodSelected] = []
         self.method_ready = anyio.Event()
 
     async def run(self) -> None:
@@ -101,14 +105,20 @@ class PoolAgent(Agent[PoolParams]):
                     tg.start_soon(self._cancel_on_stop, scope)
                     await self.method_ready.wait()
                     tg.cancel_scope.cancel()
-            if self.method is None:
+            if not self.method_ready.is_set():
                 return
-            excluded = frozenset(self.method.exclude)
+            excluded = frozenset(i for method in self.methods for i in method.exclude)
         for position, seed in enumerate(self.seeds()):
             if self.context.stopping.is_set():
                 self.log.info("pool_stopping", active=len(self.active), **self.counts)
                 break
             if seed.id in excluded:
+                continue
+            method = self._method_for(seed) if params.method_source == "autoevol" else None
+            if params.method_source == "autoevol" and method is None:
+                self.counts["skipped"] += 1
+                self.log.warning("no_method_for_seed", seed_id=seed.id,
+                                 source=getattr(seed, "source", None))
                 continue
             state = self.store.row_state(seed.id)
             if state is not None and (
@@ -121,9 +131,9 @@ class PoolAgent(Agent[PoolParams]):
                 await self.slot_freed.wait()
             self.counts["started"] += 1
             if state is None or state.rounds_done < 0:
-                await self._start(seed, position)
+                await self._start(seed, position, method)
             else:
-                row = _Row(seed.id, state.instruction, state.input, state.current_step_id)
+                row = _Row(seed.id, state.instruction, state.input, state.current_step_id, method)
                 self.active[seed.id] = row
                 await self._next_round(row, state.rounds_done, cause=None)
         self.fed_all = True
@@ -132,9 +142,11 @@ class PoolAgent(Agent[PoolParams]):
             await self.slot_freed.wait()
         self.log.info("pool_finished", **self.counts)
 
-    async def _start(self, seed: SeedLike, position: int) -> None:
+    async def _start(
+        self, seed: SeedLike, position: int, method: MethodSelected | None = None
+    ) -> None:
         self.store.start_row(seed, position)
-        row = _Row(seed.id, seed.instruction, seed.input, None)
+        row = _Row(seed.id, seed.instruction, seed.input, None, method)
         self.active[seed.id] = row
         if not self.params.include_seeds:
             await self._next_round(row, 0, cause=None)
@@ -165,8 +177,8 @@ class PoolAgent(Agent[PoolParams]):
             parent_step_id=row.current_step_id,
             instruction=row.instruction,
             input=row.input,
-            method_id=self.method.method_id if self.method else None,
-            method_text=self.method.method_text if self.method else None,
+            method_id=row.method.method_id if row.method else None,
+            method_text=row.method.method_text if row.method else None,
             correlation_id=row.seed_id,
             causation_id=cause.id if cause is not None else None,
         )
@@ -183,9 +195,18 @@ class PoolAgent(Agent[PoolParams]):
             self.log.warning("method_ignored", method_id=selected.method_id,
                              reason="method_source is not 'autoevol'")
             return
-        self.method = selected
-        self.log.info("method_received", method_id=selected.method_id)
-        self.method_ready.set()
+        self.methods = [m for m in self.methods if m.cluster != selected.cluster] + [selected]
+        self.log.info("method_received", method_id=selected.method_id, cluster=selected.cluster)
+        if len(self.methods) >= self.params.methods_expected:
+            self.method_ready.set()
+
+    def _method_for(self, seed: SeedLike) -> MethodSelected | None:
+        """The method of the seed's cluster (by input file), else the one for every seed."""
+        source = getattr(seed, "source", None)
+        for method in self.methods:
+            if method.sources and source in method.sources:
+                return method
+        return next((m for m in self.methods if not m.sources), None)
 
     @handles
     async def on_outcome(self, outcome: RowOutcome) -> None:

@@ -146,8 +146,23 @@ def summarize(store: RunStore) -> dict[str, Any]:
 
 def export_method_history(store: RunStore, out_dir: Path) -> dict[str, Any] | None:
     """Auto Evol-Instruct: ``methods.json`` (every step's candidates with λ and the choices) and
-    ``final_method.txt``; returns the λ curve for the summary, or None when no optimization ran."""
-    records = dict(store.records("autoevol"))
+    ``final_method.txt`` — ``methods.<cluster>.json``/``final_method.<cluster>.txt`` per domain
+    cluster. Returns the λ curves for the summary, or None when no optimization ran."""
+    kinds = [row["kind"] for row in store.query(
+        "SELECT DISTINCT kind FROM records WHERE kind = 'autoevol' OR kind LIKE 'autoevol:%' "
+        "ORDER BY kind")]
+    result: dict[str, Any] = {}
+    for kind in kinds:
+        suffix = "" if kind == "autoevol" else "." + kind.partition(":")[2]
+        exported = _export_history(dict(store.records(kind)), out_dir, suffix)
+        if exported is not None:
+            result[kind] = exported
+    if not result:
+        return None
+    return result.get("autoevol", result) if len(result) == 1 else result
+
+
+def _export_history(records: dict[str, Any], out_dir: Path, suffix: str) -> dict[str, Any] | None:
     if "initial" not in records:
         return None
     steps = [records[key] for key in sorted(records) if key.startswith("step-")]
@@ -169,10 +184,12 @@ def export_method_history(store: RunStore, out_dir: Path) -> dict[str, Any] | No
             "method_id": step["chosen"]["method_id"] if step["improved"] else
             step["previous"]["method_id"],
         })
-    tmp = out_dir / "methods.json.tmp"
+    tmp = out_dir / f"methods{suffix}.json.tmp"
     tmp.write_text(json.dumps(history, indent=2), encoding="utf-8")
-    tmp.replace(out_dir / "methods.json")
+    tmp.replace(out_dir / f"methods{suffix}.json")
     final = records.get("final")
     if final is not None:
-        (out_dir / "final_method.txt").write_text(final["method_text"] + "\n", encoding="utf-8")
+        (out_dir / f"final_method{suffix}.txt").write_text(
+            final["method_text"] + "\n", encoding="utf-8"
+        )
     return {"lambda_curve": curve, "final_method": final and final["method_id"]}

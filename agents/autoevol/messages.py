@@ -143,3 +143,5 @@ class MethodSelected(Message):
     method_id: str
     method_text: str
     exclude: tuple[str, ...] = ()
+    cluster: str | None = None
+    sources: tuple[str, ...] = ()  # input files this method applies to; empty: every seed

@@ -12,10 +12,14 @@ Main task (`run`):
    current method only if it lowers λ; after ``patience`` steps without a lower λ the loop stops.
 4. Publish `MethodSelected(e*)`: the pool agent evolves every seed outside the dev set with it.
 
-Everything lands in the run store as records of kind ``"autoevol"``: ``split`` (dev and pool ids),
-``initial``, ``step-NNN`` (batch, trajectories, feedback, every candidate with λ and per-case
-failures, the choice) and ``final``. Resume continues after the last stored step; redone LLM calls
-come from the cache, so a resumed run chooses the same methods.
+Per domain cluster: give each cluster its own optimizer agent (``cluster`` name, ``sources`` = its
+input files, its own ``initial_method``) and set the pool's ``methods_expected`` to their number;
+each seed is then evolved with its cluster's method.
+
+Everything lands in the run store as records of kind ``"autoevol"`` (``"autoevol:<cluster>"``):
+``split`` (dev and pool ids), ``initial``, ``step-NNN`` (batch, trajectories, feedback, every
+candidate with λ and per-case failures, the choice) and ``final``. Resume continues after the
+last stored step; redone LLM calls come from the cache, so a resumed run chooses the same methods.
 """
 
 from __future__ import annotations
@@ -73,6 +77,14 @@ class OptimizerParams(BaseModel):
     optimizer_max_tokens: int = Field(default=2048, ge=1)
     evol_temperature: float = Field(default=0.0, ge=0)
     request_timeout_s: float = Field(default=3600.0, gt=0)
+    cluster: str | None = Field(
+        default=None,
+        description="optimize per domain cluster: this optimizer's cluster name (one optimizer "
+        "agent per cluster; the pool's methods_expected counts them)",
+    )
+    sources: tuple[str, ...] = Field(
+        default=(), description="the cluster's input files (seed source names); empty: all seeds"
+    )
 
 
 class _Case(BaseModel):
@@ -100,13 +112,15 @@ class OptimizerAgent(Agent[OptimizerParams]):
         )
         self.step = 0
         self.history: list[dict[str, Any]] = []
+        cluster = self.params.cluster
+        self.record_kind = RECORD_KIND if cluster is None else f"{RECORD_KIND}:{cluster}"
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
         params = self.params
-        records = dict(self.store.records(RECORD_KIND))
+        records = dict(self.store.records(self.record_kind))
         dev, pool = self._split(records)
-        method_id, method_text = "initial", _initial_method(params.initial_method)
+        method_id, method_text = self._mid("initial"), _initial_method(params.initial_method)
         if "initial" in records:
             best_rate = float(records["initial"]["failure_rate"])
         else:
@@ -142,7 +156,8 @@ class OptimizerAgent(Agent[OptimizerParams]):
                                "failure_rate": best_rate, "steps_run": len(self.history)})
         self.log.info("method_selected", method_id=method_id, failure_rate=best_rate)
         await self.publish(MethodSelected(method_id=method_id, method_text=method_text,
-                                          exclude=tuple(case.id for case in dev)))
+                                          exclude=tuple(case.id for case in dev),
+                                          cluster=params.cluster, sources=params.sources))
 
     async def _optimize_step(
         self,
@@ -166,7 +181,7 @@ class OptimizerAgent(Agent[OptimizerParams]):
         scores: dict[int, MethodScore] = {}
 
         async def score(index: int, text: str) -> None:
-            scores[index] = await self._evaluate(f"m{t}.{index}", text, dev)
+            scores[index] = await self._evaluate(self._mid(f"m{t}.{index}"), text, dev)
 
         async with anyio.create_task_group() as tg:
             for index, text in candidates.items():
@@ -181,7 +196,7 @@ class OptimizerAgent(Agent[OptimizerParams]):
             "feedback": {"text": feedback.text, "parseable": feedback.parseable,
                          "failures": [f.model_dump() for f in feedback.failures]},
             "candidates": [
-                {"index": i, "method_id": f"m{t}.{i}", "method_text": candidates[i],
+                {"index": i, "method_id": self._mid(f"m{t}.{i}"), "method_text": candidates[i],
                  "failure_rate": scores[i].failure_rate, "failures": _failures(scores[i]),
                  "errors": scores[i].errors}
                 for i in sorted(candidates)
@@ -189,7 +204,7 @@ class OptimizerAgent(Agent[OptimizerParams]):
             "invalid_candidates": params.candidates - len(candidates),
             "previous": {"method_id": method_id, "failure_rate": current_rate},
             "chosen": None if chosen is None else {
-                "method_id": f"m{t}.{chosen}", "method_text": candidates[chosen],
+                "method_id": self._mid(f"m{t}.{chosen}"), "method_text": candidates[chosen],
                 "failure_rate": scores[chosen].failure_rate},
             "improved": improved,
         }
@@ -275,6 +290,8 @@ class OptimizerAgent(Agent[OptimizerParams]):
         keep = params.dev_size + params.pool_size
         ranked: list[tuple[int, int, _Case]] = []
         for position, seed in enumerate(self.seeds()):
+            if params.sources and getattr(seed, "source", None) not in params.sources:
+                continue
             rank = derive_int(self.context.seed, "split", seed.id)
             item = (-rank, -position, _Case(id=seed.id, instruction=seed.instruction,
                                             input=seed.input))
@@ -296,8 +313,12 @@ class OptimizerAgent(Agent[OptimizerParams]):
             self._record("split", {"dev": [c.id for c in dev], "pool": [c.id for c in pool]})
         return dev, pool
 
+    def _mid(self, local: str) -> str:
+        """A method id, prefixed with the cluster name when optimizing per cluster."""
+        return local if self.params.cluster is None else f"{self.params.cluster}/{local}"
+
     def _record(self, key: str, payload: dict[str, Any]) -> None:
-        self.store.put_record(RECORD_KIND, key, payload)
+        self.store.put_record(self.record_kind, key, payload)
         self.log.info("autoevol_recorded", key=key)
 
     def progress(self) -> AgentProgress:

@@ -201,3 +201,45 @@ def _to_toml(config: dict[str, Any]) -> str:
     for name, agent in config["agents"].items():
         lines += [f"[agents.{name}]"] + [f"{k} = {value(v)}" for k, v in agent.items()]
     return "\n".join(lines) + "\n"
+
+
+@pytest.mark.timeout(120)
+async def test_per_cluster_optimizers_evolve_each_cluster_with_its_own_method(
+    tmp_path: Path,
+) -> None:
+    inputs = []
+    for name, first in (("math.txt", 0), ("code.txt", 100)):
+        path = tmp_path / name
+        path.write_text("".join(f"Solve question {n} about apples.\n"
+                                for n in range(first, first + 40)))
+        inputs.append({"path": str(path)})
+    config = topology(tmp_path)
+    config["run"]["inputs"] = inputs
+    base = config["agents"].pop("optimizer")
+    for cluster, source in (("math", "math.txt"), ("code", "code.txt")):
+        config["agents"][f"optimizer_{cluster}"] = {
+            **base,
+            "params": {**base["params"], "steps": 1, "dev_size": 10, "pool_size": 20,
+                       "cluster": cluster, "sources": [source]},
+        }
+    config["agents"]["pool"]["params"]["methods_expected"] = 2
+    run_dir = tmp_path / "run"
+    outcome = await execute(validate_config(config), run_dir, handle_signals=False,
+                            show_progress=False)
+    assert outcome.status == "completed", outcome.errors
+
+    store = RunStore(run_dir / STORE_FILE)
+    try:
+        math, code = dict(store.records("autoevol:math")), dict(store.records("autoevol:code"))
+    finally:
+        store.close()
+    assert all(i.startswith("math-") for i in math["split"]["dev"] + math["split"]["pool"])
+    assert all(i.startswith("code-") for i in code["split"]["dev"] + code["split"]["pool"])
+    dataset = (run_dir / "dataset.alpaca.jsonl").read_text().splitlines()
+    evolved = [json.loads(line) for line in dataset if json.loads(line)["round"] == 1]
+    assert len(evolved) == 60  # 2 x (40 - 10 dev)
+    for row in evolved:
+        cluster = row["seed_id"].split("-")[0]
+        assert row["method_id"].startswith(f"{cluster}/"), row
+    assert (run_dir / "methods.math.json").is_file()
+    assert (run_dir / "final_method.code.txt").is_file()
