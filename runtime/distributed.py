@@ -33,6 +33,7 @@ import structlog
 
 from agents.llm.usage import UsageRecorder
 from agents.registry import resolve
+from bus.protocol import BusStatistics
 from runtime.config import BusSettings, TopologyConfig
 from runtime.errors import ConfigError
 from runtime.supervisor import RunBus, RunOutcome, Supervisor
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("runtime.distributed")
+_EMPTY = BusStatistics(published=0, pending=0, dead_letters=0, agents={})
 
 
 def _nats_bus_class() -> type[NatsBus]:
@@ -239,8 +241,13 @@ async def run_worker(
         )
         _log.info("worker_started", agents=sorted(agents), stream=created and created[-1].stream)
         outcome = await supervisor.run()
-    _log.info("worker_finished", status=outcome.status, usage=usage.snapshot().model_dump(
-        mode="json"))
+    _log.info(
+        "worker_finished",
+        status=outcome.status,
+        broker=created[-1].broker_statistics() if created else None,
+        delivered={name: a.delivered for name, a in (outcome.statistics or _EMPTY).agents.items()},
+        llm_usage=usage.snapshot().model_dump(mode="json").get("total"),
+    )
     return outcome
 
 

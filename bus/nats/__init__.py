@@ -5,7 +5,7 @@ Importing this package needs ``nats-py``; `NatsServer` also needs the ``nats-ser
 """
 
 from bus.nats._bus import MONITOR_CONSUMER, NatsBus, RemoteHandlerError
-from bus.nats._server import NatsServer, NatsServerNotFound, find_nats_server
+from bus.nats._server import NatsServer, NatsServerNotFound, find_nats_server, free_ports
 
 __all__ = [
     "MONITOR_CONSUMER",
@@ -14,4 +14,5 @@ __all__ = [
     "NatsServerNotFound",
     "RemoteHandlerError",
     "find_nats_server",
+    "free_ports",
 ]

@@ -13,7 +13,7 @@ matched acked it), one subject per message kind and topic (see `bus.nats._subjec
 work-queue semantics: each message reaches one replica of each subscribed agent.
 
 Delivery contract (what differs from `InProcessBus` is marked *)
-- *At least once.* A message is acked (synchronously) only after its handler returned or its dead
+- *At least once.* A message is acked only after its handler returned or its dead
   letter was published. A replica that dies holding a message has it redelivered to another one
   after ``ack_wait_s``; handlers send in-progress heartbeats while they run, so a slow LLM call is
   never redelivered. Handlers must therefore be idempotent (the run store and the LLM cache are).
@@ -116,6 +116,8 @@ __all__ = ["MONITOR_CONSUMER", "NatsBus", "RemoteHandlerError"]
 _log = structlog.get_logger("bus.nats")
 
 MONITOR_CONSUMER = "monitor"
+#: A batch fetch waits to fill its batch until this timeout: keep the monitor's short.
+_MONITOR_FETCH_S = 0.1
 _DONE = b"done"
 
 #: Errors that mean "the broker is (briefly) unavailable": retried until the deadline.
@@ -176,6 +178,7 @@ class _AgentSlot:
     queued: int = 0
     unacked: int = 0
     started: bool = False
+    holding: dict[int, Msg] = field(default_factory=dict)
 
     def handler_for(self, message_type: type[Message], topic: str | None) -> Handler | None:
         key = (message_type, topic)
@@ -267,6 +270,7 @@ class NatsBus:
         self._idle.set()
         self._loops = 0
         self._loops_done = anyio.Event()
+        self._idle_fetches: set[anyio.CancelScope] = set()
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._task_group: TaskGroup | None = None
@@ -355,8 +359,14 @@ class NatsBus:
         self._observers.append(observer)
 
     async def close(self) -> None:
-        """Stop fetching; wait for the handlers in flight here (they may still publish)."""
+        """Stop fetching; wait for the handlers in flight here (they may still publish).
+
+        Pull requests waiting for a message are cancelled: a message the broker sends to one
+        of them anyway is not acked, so it is redelivered elsewhere after ``ack_wait_s``.
+        """
         self._closed = True
+        for scope in list(self._idle_fetches):
+            scope.cancel()
         if self._loops:
             await self._loops_done.wait()
         while self._local_in_flight:
@@ -552,50 +562,60 @@ class NatsBus:
         self._start_loop(self._consume, slot, name=f"nats-consume-{slot.endpoint.name}")
 
     async def _consume(self, slot: _AgentSlot) -> None:
+        """``concurrency`` fetchers, each with its own pull request (``fetch(1)`` returns as soon
+        as one message is there; a batch fetch would wait to fill the batch), plus one
+        heartbeat loop for the messages in flight."""
         await self._provision()
+        async with anyio.create_task_group() as fetchers:
+            fetchers.start_soon(self._heartbeats, slot)
+            async with anyio.create_task_group() as handlers:
+                for index in range(slot.endpoint.concurrency):
+                    handlers.start_soon(self._fetcher, slot, name=f"{slot.consumer}#{index}")
+            fetchers.cancel_scope.cancel()
+
+    async def _fetcher(self, slot: _AgentSlot) -> None:
         js = self._require_js()
         subscription = await self._retrying(
             f"bind {slot.consumer}", js.pull_subscribe_bind, slot.consumer, self._stream
         )
-        concurrency = slot.endpoint.concurrency
-        slots = anyio.Semaphore(concurrency)
         try:
-            async with anyio.create_task_group() as handlers:
-                while not self._closed:
-                    await slots.acquire()
-                    wanted = 1
-                    while wanted < concurrency and slots.value > 0:
-                        await slots.acquire()
-                        wanted += 1
+            while not self._closed:
+                messages = []
+                try:
+                    with anyio.CancelScope() as waiting:
+                        self._idle_fetches.add(waiting)
+                        try:
+                            messages = await subscription.fetch(1, timeout=self._fetch_timeout_s)
+                        finally:
+                            self._idle_fetches.discard(waiting)
+                except nats.errors.TimeoutError:
+                    continue
+                except _TRANSIENT as exc:
+                    _log.warning("nats_fetch_failed", agent=slot.endpoint.name,
+                                 error=f"{type(exc).__name__}: {exc}")
+                    await anyio.sleep(0.2)
+                    continue
+                for raw in messages:
+                    self._begin()
+                    slot.holding[id(raw)] = raw
                     try:
-                        messages = await subscription.fetch(wanted, timeout=self._fetch_timeout_s)
-                    except nats.errors.TimeoutError:
-                        messages = []
-                    except _TRANSIENT as exc:
-                        _log.warning("nats_fetch_failed", agent=slot.endpoint.name,
-                                     error=f"{type(exc).__name__}: {exc}")
-                        messages = []
-                        for _ in range(wanted):
-                            slots.release()
-                        await anyio.sleep(0.2)
-                        continue
-                    for _ in range(wanted - len(messages)):
-                        slots.release()
-                    for raw in messages:
-                        self._begin()
-                        handlers.start_soon(self._deliver_and_release, slot, raw, slots)
+                        await self._deliver(slot, raw)
+                    finally:
+                        slot.holding.pop(id(raw), None)
+                        self._end()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await subscription.unsubscribe()
 
-    async def _deliver_and_release(
-        self, slot: _AgentSlot, raw: Msg, slots: anyio.Semaphore
-    ) -> None:
-        try:
-            await self._deliver(slot, raw)
-        finally:
-            slots.release()
-            self._end()
+    async def _heartbeats(self, slot: _AgentSlot) -> None:
+        """Tell the broker the handlers still work on what they hold: no redelivery while a
+        slow handler (an LLM call) runs; a dead process stops sending, so its messages are
+        redelivered after ``ack_wait_s``."""
+        while True:
+            await anyio.sleep(self._ack_wait_s / 3)
+            for raw in list(slot.holding.values()):
+                with contextlib.suppress(*_TRANSIENT):
+                    await raw.in_progress()
 
     async def _deliver(self, slot: _AgentSlot, raw: Msg) -> None:
         headers = raw.headers or {}
@@ -626,7 +646,7 @@ class NatsBus:
                 f"{self._max_deliveries}); the handler keeps dying on it"
             )
         else:
-            error, reply = await self._run_handler(slot, envelope, handler, raw)
+            error, reply = await self._run_handler(slot, envelope, handler)
         if error is None:
             slot.delivered += 1
         else:
@@ -642,38 +662,23 @@ class NatsBus:
         await self._ack(raw)
 
     async def _run_handler(
-        self, slot: _AgentSlot, envelope: Envelope, handler: Handler, raw: Msg
+        self, slot: _AgentSlot, envelope: Envelope, handler: Handler
     ) -> tuple[Exception | None, Message | None]:
         slot.in_flight += 1
         slot.peak_in_flight = max(slot.peak_in_flight, slot.in_flight)
         token = _SCOPE.set(_DeliveryScope(envelope.message.id, slot.endpoint.name,
                                           envelope.attempt))
-        error: Exception | None = None
-        reply: Message | None = None
         try:
-            async with anyio.create_task_group() as heartbeat:
-                heartbeat.start_soon(self._keep_alive, raw)
-                try:
-                    reply = await handler(envelope.message)
-                except Exception as exc:
-                    error = exc
-                finally:
-                    heartbeat.cancel_scope.cancel()
+            return None, await handler(envelope.message)
+        except Exception as exc:
+            return exc, None
         finally:
             _SCOPE.reset(token)
             slot.in_flight -= 1
-        return error, reply
-
-    async def _keep_alive(self, raw: Msg) -> None:
-        """Tell the broker the handler still works on ``raw`` (no redelivery while it does)."""
-        while True:
-            await anyio.sleep(self._ack_wait_s / 3)
-            with contextlib.suppress(*_TRANSIENT):
-                await raw.in_progress()
 
     async def _ack(self, raw: Msg) -> None:
         try:
-            await raw.ack_sync(timeout=5.0)
+            await raw.ack()
         except _TRANSIENT as exc:
             # Not fatal: the message will be redelivered, and handlers are idempotent.
             _log.warning("nats_ack_failed", subject=raw.subject,
@@ -747,7 +752,7 @@ class NatsBus:
         try:
             while not self._closed:
                 try:
-                    batch = await subscription.fetch(256, timeout=self._fetch_timeout_s)
+                    batch = await subscription.fetch(256, timeout=_MONITOR_FETCH_S)
                 except nats.errors.TimeoutError:
                     continue
                 except _TRANSIENT as exc:

