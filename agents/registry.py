@@ -28,6 +28,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "agents.autoevol.analyst",
     "agents.autoevol.judge",
     "agents.autoevol.optimizer",
+    "agents.judge.eval_agents",
+    "agents.judge.agent",
 )
 
 _IMPLEMENTATIONS: dict[str, type[Agent[Any]]] = {}

@@ -336,23 +336,43 @@ def _quality(db: sqlite3.Connection) -> tuple[list[DifficultyRecord], QualitySum
 
 
 def _lambda_points(key: str, payload: Any) -> Iterator[LambdaPoint]:
-    """Accepts one point ``{step, candidate|method_id, failure_rate|lambda, chosen}``, a list
-    of them, or ``{step, candidates: [...], chosen: method_id}``."""
+    """λ points of one ``autoevol`` record, as the OptimizerAgent writes them (``initial``:
+    ``{method_id, failure_rate}`` at step 0; ``step-NNN``: ``{step, candidates: [{method_id,
+    failure_rate}], chosen: {method_id} | None, improved, previous: {method_id, failure_rate}}``);
+    also one point ``{step, candidate|method_id, failure_rate|lambda, chosen}`` or a list of
+    them. Other records (``split``, ``final``) give none. When a step kept the previous method,
+    that method is drawn as the step's chosen point, so the chosen line is unbroken."""
     if isinstance(payload, list):
         for item in payload:
             yield from _lambda_points(key, item)
         return
     if not isinstance(payload, dict):
         return
+    if key == "initial" and "failure_rate" in payload:
+        name = str(payload.get("method_id", "initial"))
+        yield LambdaPoint(
+            step=0, candidate=name, failure_rate=float(payload["failure_rate"]), chosen=True
+        )
+        return
     if isinstance(payload.get("candidates"), list):
+        step = payload.get("step")
         chosen = payload.get("chosen")
+        chosen_id = chosen.get("method_id") if isinstance(chosen, dict) else chosen
+        if payload.get("improved") is False:
+            chosen_id = None
         for cand in payload["candidates"]:
-            if isinstance(cand, dict):
-                merged = {"step": payload.get("step"), **cand}
-                name = cand.get("candidate", cand.get("method_id"))
-                if chosen is not None and "chosen" not in cand:
-                    merged["chosen"] = name == chosen
-                yield from _lambda_points(key, merged)
+            if isinstance(cand, dict) and cand.get("failure_rate") is not None:
+                cand_id = cand.get("candidate", cand.get("method_id"))
+                point = {"chosen": cand_id == chosen_id, **cand, "step": step}
+                yield from _lambda_points(key, point)
+        previous = payload.get("previous")
+        if chosen_id is None and isinstance(previous, dict) and step is not None:
+            yield LambdaPoint(
+                step=int(step),
+                candidate=f"{previous.get('method_id', '?')} (kept)",
+                failure_rate=float(previous["failure_rate"]),
+                chosen=True,
+            )
         return
     rate = payload.get("failure_rate", payload.get("lambda"))
     step = payload.get("step")

@@ -176,36 +176,47 @@ async def test_quality_again_makes_no_llm_call(tmp_path: Path, mock_server: Mock
 
 
 def test_lambda_records_of_auto_evol_are_drawn(tmp_path: Path) -> None:
+    """The OptimizerAgent's records: initial, steps with candidates (improved or not)."""
     run_dir = tmp_path / "run"
     store = RunStore(run_dir / "run.sqlite")
+    store.put_record("autoevol", "split", {"dev": ["a"], "pool": ["b"]})
+    store.put_record("autoevol", "initial", {"method_id": "initial", "failure_rate": 0.5})
     store.put_record(
         "autoevol",
-        "step-0",
+        "step-001",
         {
-            "step": 0,
+            "step": 1,
             "candidates": [
-                {"method_id": "m0.0", "failure_rate": 0.4},
-                {"method_id": "m0.1", "failure_rate": 0.3},
+                {"index": 0, "method_id": "m1.0", "failure_rate": 0.4},
+                {"index": 1, "method_id": "m1.1", "failure_rate": 0.3},
             ],
-            "chosen": "m0.1",
+            "previous": {"method_id": "initial", "failure_rate": 0.5},
+            "chosen": {"method_id": "m1.1", "failure_rate": 0.3},
+            "improved": True,
         },
     )
     store.put_record(
         "autoevol",
-        "step-1",
-        [
-            {"step": 1, "candidate": "m1.0", "lambda": 0.2, "chosen": True},
-            {"step": 1, "candidate": "m1.1", "failure_rate": 0.25},
-        ],
+        "step-002",
+        {
+            "step": 2,
+            "candidates": [{"index": 0, "method_id": "m2.0", "failure_rate": 0.35}],
+            "previous": {"method_id": "m1.1", "failure_rate": 0.3},
+            "chosen": {"method_id": "m2.0", "failure_rate": 0.35},
+            "improved": False,
+        },
     )
-    store.put_record("autoevol", "junk", {"something": "else"})
+    store.put_record("autoevol", "extra", [{"step": 3, "candidate": "x", "lambda": 0.2}])
+    store.put_record("autoevol", "final", {"method_id": "m1.1", "method_text": "..."})
     store.close()
     data = build_report_data(run_dir)
     assert [(p.step, p.candidate, p.failure_rate, p.chosen) for p in data.lambda_steps] == [
-        (0, "m0.0", 0.4, False),
-        (0, "m0.1", 0.3, True),
-        (1, "m1.0", 0.2, True),
-        (1, "m1.1", 0.25, False),
+        (0, "initial", 0.5, True),
+        (1, "m1.0", 0.4, False),
+        (1, "m1.1", 0.3, True),
+        (2, "m2.0", 0.35, False),
+        (2, "m1.1 (kept)", 0.3, True),
+        (3, "x", 0.2, False),
     ]
     html = write_run_report(run_dir).read_text(encoding="utf-8")
     assert '<section id="lambda">' in html
