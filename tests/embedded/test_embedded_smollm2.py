@@ -117,12 +117,16 @@ async def test_stop_sequence_is_honoured(smol: EmbeddedTransport) -> None:
     assert c.completion_tokens < free.completion_tokens
 
 
-async def test_deadline_raises_timeout_and_frees_the_slot(cache_dir: Path) -> None:
+async def test_deadline_raises_timeout_and_stops_the_generation(cache_dir: Path) -> None:
     t = make(cache_dir, slots=1, ctx_per_slot=1024)
     await t.start()
+    engine = t._engine  # white-box: the shared engine counts calls stopped by their deadline
+    assert engine is not None
     ask = [ChatMessage(role="user", content="Write a very long story about a dragon.")]
     with pytest.raises(LLMTimeoutError):
-        await t.send(ask, GenerationParams(max_tokens=900, temperature=0.0), timeout_s=0.5)
+        await t.send(ask, GenerationParams(max_tokens=900, temperature=0.0), timeout_s=0.2)
+    assert await anyio.to_thread.run_sync(engine.wait_idle, CALL_TIMEOUT_S)
+    assert engine.cancelled == 1  # stopped early, not run to 900 tokens
     c = await t.send(ask, GenerationParams(max_tokens=4), timeout_s=CALL_TIMEOUT_S)
     assert c.completion_tokens == 4
     await t.aclose()

@@ -134,6 +134,7 @@ class Engine:
             ) from exc
         self._cond = threading.Condition()
         self._active = 0
+        self._cancelled = 0
         self._closed = False
 
     @property
@@ -141,20 +142,31 @@ class Engine:
         """Chat calls running in llama.cpp right now (in a slot or queued inside it)."""
         return self._active
 
+    @property
+    def cancelled(self) -> int:
+        """Calls stopped early because their `cancel` event was set (deadline or cancellation)."""
+        return self._cancelled
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until no chat call runs (True) or `timeout_s` passes (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._active == 0, timeout=timeout_s)
+
     def chat(self, body: dict[str, Any], cancel: threading.Event) -> ChatResult:
         """Run one streamed chat completion (blocking). `body` is an OpenAI-style request."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("engine is closed")
             self._active += 1
+        collect = _Collector(cancel)
         try:
-            collect = _Collector(cancel)
             self._server.handle_chat_completions({**body, "stream": True}, collect)
             collect.result.text = "".join(collect.parts)
             return collect.result
         finally:
             with self._cond:
                 self._active -= 1
+                self._cancelled += collect.result.cancelled
                 self._cond.notify_all()
 
     def close(self) -> None:
