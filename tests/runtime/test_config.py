@@ -84,7 +84,7 @@ def test_config_errors_name_file_key_and_expectation(
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.toml: file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.toml: file not found"):
         load_config(tmp_path / "nope.toml")
 
 
@@ -107,9 +107,9 @@ def test_set_overrides_parse_toml_values(tmp_path: Path) -> None:
 
 def test_bad_override_is_reported(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
-    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+    with pytest.raises(ConfigError, match=r"expected dotted\.key=value"):
         load_config(path, ["nonsense"])
-    with pytest.raises(ConfigError, match="run.seed: Input should be a valid integer"):
+    with pytest.raises(ConfigError, match=r"run\.seed: Input should be a valid integer"):
         load_config(path, ["run.seed=abc"])
 
 
