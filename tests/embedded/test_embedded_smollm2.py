@@ -160,3 +160,28 @@ async def test_model_is_loaded_once_for_transports_on_the_same_file(
     assert c.text
     await other.aclose()
     assert sorted(loaded_engines().values()) == [1]
+
+
+async def test_managed_client_runs_the_embedded_backend_from_config(cache_dir: Path) -> None:
+    from agents.llm.config import BackendConfig
+    from agents.llm.factory import build_client
+    from agents.llm.usage import UsageRecorder
+
+    cfg = BackendConfig(
+        backend="embedded",
+        model="smollm2-135m",
+        concurrency=2,
+        timeout_s=CALL_TIMEOUT_S,
+        options={"cache_dir": str(cache_dir), "ctx_per_slot": 1024},
+    )
+    usage = UsageRecorder()
+    client = build_client("local", cfg, cache=None, usage=usage)
+    try:
+        c = await client.complete(
+            rewrite(SEEDS[2]), GenerationParams(max_tokens=12, seed=1), caller="evol"
+        )
+    finally:
+        await client.aclose()
+    assert c.text.strip()
+    assert 0 < c.completion_tokens <= 12
+    assert usage.snapshot().total.tokens_out == c.completion_tokens
