@@ -51,6 +51,7 @@ BUILTIN_PACKS_DIR = Path(__file__).parent / "prompts"
 MANIFEST = "pack.toml"
 Profile = Literal["full", "compact"]
 PROFILES: tuple[Profile, ...] = ("full", "compact")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _BLOCK_RE = re.compile(r"<instruction>(.*?)</instruction>", re.DOTALL)
 
 
@@ -96,9 +97,13 @@ class OperationPack:
         description: str = "",
         system: Mapping[Profile, Template] | None = None,
     ) -> None:
+        if not _NAME_RE.match(name):
+            raise PromptError(f"pack name {name!r}: use lowercase letters, digits and '_'")
         if not operations:
             raise PromptError(f"pack {name!r}: no operations")
         names = [op.name for op in operations]
+        if "system" in names:
+            raise PromptError(f"pack {name!r}: 'system' is reserved for system.<profile>.txt")
         if len(set(names)) != len(names):
             raise PromptError(f"pack {name!r}: duplicate operation names in {names}")
         if sum(op.weight for op in operations) <= 0:
@@ -134,6 +139,8 @@ class OperationPack:
         Raises `PromptError` naming the path for a missing or invalid file, and for weights
         that name an unknown operation, are negative, or are all zero.
         """
+        if not _NAME_RE.match(name):
+            raise PromptError(f"pack name {name!r}: use lowercase letters, digits and '_'")
         builtin = BUILTIN_PACKS_DIR / name
         dirs = [d for d in (user_dir, builtin) if d is not None]
         manifest_path = _first_existing(dirs, MANIFEST)

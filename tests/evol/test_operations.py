@@ -194,3 +194,9 @@ def test_system_prompt_with_a_placeholder_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "system.compact.txt").write_text("Rewrite {{instruction}}")
     with pytest.raises(PromptError, match="system prompt"):
         OperationPack.load("general", user_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../general", "General", ""])
+def test_pack_names_are_plain_identifiers(name: str) -> None:
+    with pytest.raises(PromptError, match="pack name"):
+        OperationPack.load(name)
