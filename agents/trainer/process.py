@@ -16,8 +16,10 @@ Contract of `TrainingProcess`:
   (exit code, `error` event if any, stderr tail). It never raises for a failed child; only a
   launcher that cannot be executed at all (`python` missing) raises `OSError` from `__aenter__`.
 - Leaving the block — normally, by an exception, or by cancellation of the enclosing cancel scope
-  — terminates a child still running: SIGTERM to its process group, then SIGKILL after
-  `terminate_grace_s`. The exit path is shielded, so cancellation cannot leave an orphan.
+  — terminates a child still running: SIGTERM to the child (`runtime.train` then finishes its
+  step, writes a checkpoint and exits 143; torchrun/accelerate forward the signal to their
+  workers), then SIGKILL to its whole process group after `terminate_grace_s`. The exit path is
+  shielded, so cancellation cannot leave an orphan.
 
 Lines on stdout that are not JSON objects with a known `event` are counted in `statistics()` and
 kept in the stderr tail (prefixed `[stdout]`), never raised: a library that prints must not kill
@@ -489,7 +491,7 @@ class TrainingProcess:
         return self._result
 
     async def terminate(self) -> None:
-        """Stop the child now: SIGTERM to its group, SIGKILL after the grace period."""
+        """Stop the child now: SIGTERM, then SIGKILL to its group after the grace period."""
         with anyio.CancelScope(shield=True):
             await self._terminate()
 
@@ -526,7 +528,11 @@ class TrainingProcess:
         process = self._require()
         if process.returncode is not None:
             return
-        self._signal_group(signal.SIGTERM)
+        # SIGTERM to the leader only: `runtime.train` checkpoints and exits 143; torchrun and
+        # accelerate forward it to their workers (a second SIGTERM straight from us would make
+        # the workers die before they checkpoint). SIGKILL goes to the whole group.
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
         with anyio.move_on_after(self._launch.terminate_grace_s):
             await process.wait()
             return

@@ -7,7 +7,8 @@
 stdout carries only progress events (one JSON object per line, see `agents.trainer.process`);
 everything else — logs, warnings, stray prints of libraries — goes to stderr. Exit codes: 0 done,
 2 bad config or input data (nothing trained), 1 any other failure (traceback on stderr and an
-`error` event on stdout).
+`error` event on stdout), 143 stopped by SIGTERM after writing a checkpoint (a SIGTERM before
+training starts, or a second one, kills the process the default way).
 """
 
 from __future__ import annotations
@@ -91,12 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     from agents.trainer.process import ErrorEvent
     from bus.errors import EvolagentsError
     from runtime.train._config import load_config
+    from runtime.train._loop import TrainingInterrupted, run_training  # torch loads lazily
 
     try:
         config = load_config(preset=args.preset, file=args.config, overrides=_overrides(args))
-        from runtime.train._loop import run_training
-
         run_training(config, emit)
+    except TrainingInterrupted as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 143
     except EvolagentsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         emit(ErrorEvent(error_type=type(exc).__name__, message=str(exc)))

@@ -91,6 +91,8 @@ class TrainConfig(BaseModel):
     save_steps: int | None = Field(500, ge=1)
     """Checkpoint every N steps; None: no intermediate checkpoints."""
     save_total_limit: int | None = Field(2, ge=1)
+    checkpoint_on_sigterm: bool = True
+    """On SIGTERM finish the current step, checkpoint, and exit 143 (a 2nd SIGTERM kills)."""
     resume: bool = True
     """Resume from the latest complete checkpoint under `output_dir/checkpoints` if there is one."""
     resume_from: Path | None = None

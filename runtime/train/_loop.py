@@ -21,6 +21,8 @@ import math
 import os
 import random
 import shutil
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -37,6 +39,7 @@ from agents.trainer.process import (
     StartEvent,
     StepEvent,
 )
+from bus.errors import EvolagentsError
 from runtime.errors import ConfigError, InputDataError
 from runtime.train._config import TrainConfig
 from runtime.train._data import (
@@ -49,7 +52,7 @@ from runtime.train._data import (
     split_by_hash,
 )
 
-__all__ = ["Emit", "latest_checkpoint", "run_training"]
+__all__ = ["Emit", "TrainingInterrupted", "latest_checkpoint", "run_training"]
 
 log = logging.getLogger("runtime.train")
 
@@ -66,6 +69,41 @@ class _Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+
+class TrainingInterrupted(EvolagentsError):
+    """SIGTERM stopped the run after a checkpoint at `step`; resume continues from there.
+
+    The CLI exits with 143 (128 + SIGTERM) on it.
+    """
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"stopped by SIGTERM; checkpoint at step {step}")
+        self.step = step
+
+
+class _SigtermFlag:
+    """While installed, the first SIGTERM only sets `raised` (the loop checkpoints and stops);
+    a second one kills the process the default way. Installed only on the main thread."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.raised = False
+        self._previous: Any = None
+        self._installed = False
+        if enabled and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._installed = True
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.raised:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        self.raised = True
+
+    def restore(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._installed = False
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -342,59 +380,72 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
     last_eval: float | None = None
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    epoch = step // steps_per_epoch
-    while step < total_steps:
-        mine = epoch_batches(epoch)
-        groups = [mine[i : i + accum] for i in range(0, len(mine), accum)]
-        for group in groups[step - epoch * steps_per_epoch :]:
-            if step >= total_steps:
-                break
-            (n_label,) = all_sum(float(sum(mb.n_label_tokens for mb in group)))
-            for k, mb in enumerate(group):
-                sync = world == 1 or k == len(group) - 1
-                ctx = contextlib.nullcontext() if sync else model.no_sync()
-                with ctx:
-                    loss_sum = forward_loss_sum(mb)
-                    (loss_sum * (world / max(n_label, 1.0))).backward()
-                win_loss += float(loss_sum.detach())
-                win_seen += mb.n_label_tokens
-                win_tokens += mb.n_tokens
-            if config.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
 
-            if step % config.logging_steps == 0 or step == total_steps:
-                g_loss, g_seen, g_tokens = all_sum(win_loss, win_seen, win_tokens)
-                now = time.monotonic()
-                last_loss = g_loss / max(g_seen, 1.0)
-                emit_main(
-                    StepEvent(
-                        step=step,
-                        total_steps=total_steps,
-                        epoch=step / steps_per_epoch,
-                        loss=last_loss,
-                        lr=float(scheduler.get_last_lr()[0]),
-                        tokens_per_s=g_tokens / max(now - win_t, 1e-9),
-                        gpu_mem_gb=(torch.cuda.max_memory_allocated(device) / 2**30)
-                        if cuda
-                        else None,
+    def checkpoint() -> None:
+        path = _save_checkpoint(config, raw_model, optimizer, scheduler, step, fingerprint, dist)
+        if world > 1:
+            tdist.barrier()
+        if path is not None:
+            emit_main(CheckpointEvent(step=step, path=str(path)))
+
+    stop_flag = _SigtermFlag(config.checkpoint_on_sigterm)
+    try:
+        epoch = step // steps_per_epoch
+        while step < total_steps:
+            mine = epoch_batches(epoch)
+            groups = [mine[i : i + accum] for i in range(0, len(mine), accum)]
+            for group in groups[step - epoch * steps_per_epoch :]:
+                if step >= total_steps:
+                    break
+                (n_label,) = all_sum(float(sum(mb.n_label_tokens for mb in group)))
+                for k, mb in enumerate(group):
+                    sync = world == 1 or k == len(group) - 1
+                    ctx = contextlib.nullcontext() if sync else model.no_sync()
+                    with ctx:
+                        loss_sum = forward_loss_sum(mb)
+                        (loss_sum * (world / max(n_label, 1.0))).backward()
+                    win_loss += float(loss_sum.detach())
+                    win_seen += mb.n_label_tokens
+                    win_tokens += mb.n_tokens
+                if config.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+
+                if step % config.logging_steps == 0 or step == total_steps:
+                    g_loss, g_seen, g_tokens = all_sum(win_loss, win_seen, win_tokens)
+                    now = time.monotonic()
+                    last_loss = g_loss / max(g_seen, 1.0)
+                    emit_main(
+                        StepEvent(
+                            step=step,
+                            total_steps=total_steps,
+                            epoch=step / steps_per_epoch,
+                            loss=last_loss,
+                            lr=float(scheduler.get_last_lr()[0]),
+                            tokens_per_s=g_tokens / max(now - win_t, 1e-9),
+                            gpu_mem_gb=(torch.cuda.max_memory_allocated(device) / 2**30)
+                            if cuda
+                            else None,
+                        )
                     )
-                )
-                win_loss, win_tokens, win_seen, win_t = 0.0, 0.0, 0.0, now
-            if config.eval_steps and step % config.eval_steps == 0 and step < total_steps:
-                last_eval = evaluate()
-            if config.save_steps and step % config.save_steps == 0 and step < total_steps:
-                path = _save_checkpoint(
-                    config, raw_model, optimizer, scheduler, step, fingerprint, dist
-                )
-                if world > 1:
-                    tdist.barrier()
-                if path is not None:
-                    emit_main(CheckpointEvent(step=step, path=str(path)))
-        epoch += 1
+                    win_loss, win_tokens, win_seen, win_t = 0.0, 0.0, 0.0, now
+                if config.eval_steps and step % config.eval_steps == 0 and step < total_steps:
+                    last_eval = evaluate()
+                saved = False
+                if config.save_steps and step % config.save_steps == 0 and step < total_steps:
+                    checkpoint()
+                    saved = True
+                stop = stop_flag.raised if world == 1 else all_sum(float(stop_flag.raised))[0] > 0
+                if stop and step < total_steps:
+                    if not saved:
+                        checkpoint()
+                    raise TrainingInterrupted(step)
+            epoch += 1
+    finally:
+        stop_flag.restore()
 
     last_eval = evaluate() if eval_ex else last_eval
     if dist.main:
