@@ -17,7 +17,8 @@ Contract (checked at load time, so a bad override fails before any LLM call):
 - every template exists (`PromptError` names the paths looked at) and uses exactly the
   `{{instruction}}` placeholder;
 - a rendered prompt holds exactly one `<instruction>…</instruction>` block, and nothing but
-  whitespace follows it; depth prompts contain the word "rewrite", breadth prompts "brand-new".
+  whitespace follows it; depth prompts contain the word "rewrite" and neither "brand-new" nor
+  "new instruction" (the marks of a breadth prompt); breadth prompts contain "brand-new".
 - `choose(rng)` picks an operation with probability proportional to its weight (equal by
   default) and depends only on `rng`, so a seeded `random.Random` reproduces a run.
 """
@@ -51,6 +52,7 @@ BUILTIN_PACKS_DIR = Path(__file__).parent / "prompts"
 MANIFEST = "pack.toml"
 Profile = Literal["full", "compact"]
 PROFILES: tuple[Profile, ...] = ("full", "compact")
+_BREADTH_MARK_RE = re.compile(r"brand-new|new\s+instruction", re.IGNORECASE)
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _BLOCK_RE = re.compile(r"<instruction>(.*?)</instruction>", re.DOTALL)
 
@@ -266,3 +268,8 @@ def _check_template(template: Template, op: Operation) -> None:
     word = "brand-new" if op.kind is OperationKind.BREADTH else "rewrite"
     if word not in probe:
         raise PromptError(f"{template.source}: a {op.kind.value} prompt must contain {word!r}")
+    if op.kind is OperationKind.DEPTH and _BREADTH_MARK_RE.search(probe):
+        raise PromptError(
+            f"{template.source}: a depth prompt must not say 'brand-new' or 'new instruction' "
+            "(those words mark in-breadth prompts)"
+        )

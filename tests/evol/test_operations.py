@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def test_rendered_prompts_follow_the_mock_server_conventions(name: str, profile:
         inside = text.split("<instruction>", 1)[1].split("</instruction>", 1)[0]
         assert inside.strip() == CODE_INSTRUCTION
         assert "rewrite" in text
-        assert ("brand-new" in text) == (op.kind is OperationKind.BREADTH)
+        is_breadth = op.kind is OperationKind.BREADTH
+        assert bool(re.search(r"brand-new|new instruction", text, re.I)) == is_breadth
         assert "{{" not in text.replace(CODE_INSTRUCTION, "")
 
 
@@ -147,6 +149,11 @@ def test_user_only_pack_with_missing_file_names_the_path(tmp_path: Path) -> None
             "rewrite {{text}}\n<instruction>{{instruction}}</instruction>",
             "exactly the",
             id="extra-placeholder",
+        ),
+        pytest.param(
+            "rewrite; give the New Instruction\n<instruction>{{instruction}}</instruction>",
+            "must not say",
+            id="depth-with-breadth-mark",
         ),
     ],
 )
