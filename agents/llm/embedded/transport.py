@@ -14,7 +14,8 @@ loop never blocks. It raises only `agents.llm.errors` types. Nothing here touche
 Options (`config.options`), all optional:
 
     preset         qwen2.5-coder-0.5b (default) | qwen2.5-coder-1.5b | smollm2-135m;
-                   `config.model` may name the preset instead (they must agree if both are set)
+                   prefer naming it in `config.model` (the response cache keys on `model`);
+                   if both are set they must agree
     model_path     a local .gguf file to use as-is instead of a preset (also: `model = "x.gguf"`)
     cache_dir      where split models are assembled (default $EVOLAGENTS_CACHE/models, else
                    ~/.cache/evolagents/models)
@@ -258,7 +259,8 @@ def _resolve(config: BackendConfigLike, opts: EmbeddedOptions) -> tuple[str, Mod
         return path, None
     if opts.preset and model and opts.preset != model:
         raise EmbeddedConfigError(
-            f"embedded: model={model!r} and options.preset={opts.preset!r} disagree"
+            f"embedded: model={model!r} and options.preset={opts.preset!r} disagree; set `model`"
+            " to the preset you want (the response cache keys on `model`) and drop the option"
         )
     name = opts.preset or model or DEFAULT_PRESET
     preset = PRESETS.get(name)
