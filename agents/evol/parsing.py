@@ -58,6 +58,10 @@ _PREAMBLE_RE = re.compile(
     r"(?:prompt|instruction|version|rewrite|question|task|problem|attempt|result)[^\n]*)$",
     re.IGNORECASE,
 )
+_HERE_RE = re.compile(r"\b(?:here(?:'s|\u2019s| is| are)|below is|the following is)\b", re.I)
+_PREAMBLE_NOUN_RE = re.compile(
+    r"\b(?:prompt|instruction|version|rewrite|question|task|problem|attempt|result)\b", re.I
+)
 _TRAILER_RE = re.compile(
     r"^[\s*_(>\[-]*(?:"
     r"(?:explanation|changes(?:\s+made)?|rationale|justification|reasoning|"
@@ -150,17 +154,39 @@ def _only_preamble(text: str) -> bool:
 
 def _drop_preamble(text: str) -> str:
     lines = text.split("\n")
-    while lines and (not lines[0].strip() or _is_preamble(lines[0])):
+    while lines:
+        rest = "" if not lines[0].strip() else _split_preamble(lines[0])
+        if rest is None:
+            break
+        if rest:
+            lines[0] = rest
+            break
         lines.pop(0)
     return "\n".join(lines)
 
 
 def _is_preamble(line: str) -> bool:
+    return _split_preamble(line) == ""
+
+
+def _split_preamble(line: str) -> str | None:
+    """`None` if `line` is not a preamble, else what follows it on the line ("" for nothing).
+
+    "Sure!", "Here is the rewritten prompt:" and "Sure! Here it is." are preambles; so is the
+    head of "Here is the rewritten prompt: Write …" (the rest is returned). "Sure, write a poem
+    about the sea." and "Great Barrier Reef facts …" are not.
+    """
     stripped = line.strip()
     if not _PREAMBLE_RE.match(stripped):
-        return False
-    # "Sure, write a poem about …" is not a preamble; "Sure! Here it is:" is.
-    return stripped.endswith((":", "!", ".", ":**", ":*")) or len(stripped.split()) <= 3
+        return None
+    if stripped.endswith((":", ":**", ":*", ":__")) or len(stripped.split()) <= 4:
+        return ""
+    if not _HERE_RE.search(stripped):
+        return None
+    head, colon, tail = stripped.partition(":")
+    if colon and _MEANINGFUL_RE.search(tail) and _PREAMBLE_NOUN_RE.search(head):
+        return tail.strip(" *_")
+    return "" if not colon else None
 
 
 def _cut_trailer(text: str) -> str:
@@ -186,8 +212,12 @@ def _first_meaningful_line(text: str) -> str | None:
     """The first line that is not a preamble, a fence, an echo of the original or a bare label."""
     for line in text.split("\n"):
         stripped = line.strip()
-        if not stripped or stripped.startswith("```") or _is_preamble(stripped):
+        if not stripped or stripped.startswith("```"):
             continue
+        rest = _split_preamble(stripped)
+        if rest == "":
+            continue
+        stripped = rest or stripped
         if _GIVEN_RE.match(stripped):
             continue
         label = _LABEL_RE.match(stripped)

@@ -19,6 +19,11 @@ GOAL = "Write a haiku about autumn that mentions a fox and a full moon."
         pytest.param(f"Sure! Here is the rewritten prompt:\n\n{GOAL}", id="preamble-sure"),
         pytest.param(f"Here's a more complex version of the instruction:\n{GOAL}", id="heres"),
         pytest.param(f"Certainly!\n\n{GOAL}", id="certainly-alone"),
+        pytest.param(f"Sure! Here it is.\n{GOAL}", id="sure-here-it-is"),
+        pytest.param(
+            f"Here is the rewritten prompt based on the given prompt: {GOAL}", id="inline-preamble"
+        ),
+        pytest.param(f"**Here's the more complex version:** {GOAL}", id="bold-inline-preamble"),
         pytest.param(f"#Rewritten Prompt#:\n{GOAL}", id="hash-label-own-line"),
         pytest.param(f"#Rewritten Prompt#: {GOAL}", id="hash-label-inline"),
         pytest.param(f"**Rewritten Instruction:** {GOAL}", id="bold-label"),
@@ -202,3 +207,17 @@ def test_plain_label_at_the_top_is_still_removed() -> None:
 def test_note_about_the_rewrite_is_cut() -> None:
     raw = f"{GOAL}\nNote: the original prompt was made more specific."
     assert extract_evolved_instruction(raw) == GOAL
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Sure, write a poem about the sea for a child.",
+        "Great Barrier Reef: list three threats to it and one solution for each.",
+        "Here are three numbers: 3, 5 and 7. Which is the odd one out?",
+        "Okay is a word with a disputed origin; summarise the main theories.",
+    ],
+)
+def test_instructions_that_start_like_a_preamble_are_kept(body: str) -> None:
+    assert extract_evolved_instruction(body) == body
+    assert extract_evolved_instruction(body, "compact") == body
