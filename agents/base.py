@@ -14,9 +14,11 @@ Lifecycle, driven by the runtime's supervisor:
 1. ``__init__(name, context, params)`` — no I/O here.
 2. ``await on_start()`` — open resources; all agents are started before any message flows.
 3. handlers run as messages arrive (``concurrency`` at once); ``run()`` — optional, the agent's
-   own main task (a feeder, a controller) — runs alongside. The run is complete when every
+   own main task (a feeder, a controller) — runs alongside. The main work is complete when every
    overridden ``run()`` has returned and the bus is idle.
-4. ``await on_stop()`` — after the bus drained; flush and close resources. Always called once
+4. ``await on_run_complete()`` — optional, for agents whose work follows the main work (the
+   trainer); runs concurrently for all such agents, then the bus drains again.
+5. ``await on_stop()`` — after the bus drained; flush and close resources. Always called once
    ``on_start`` succeeded, also after errors and interrupts.
 
 Handlers may raise: the bus turns the error into a DeadLetter, and the run's outcome reports it.
@@ -173,6 +175,16 @@ class Agent(Generic[P]):
 
     async def run(self) -> None:
         """The agent's own main task; the base does nothing (the agent only reacts)."""
+
+    async def on_run_complete(self) -> None:
+        """Work after the main work: called once every main task returned and the bus drained
+        (e.g. train on what was accepted). Messages published here are drained before stop.
+        Not called after a stop request. The base does nothing."""
+
+    @classmethod
+    def has_completion_task(cls) -> bool:
+        """True when the class overrides ``on_run_complete``."""
+        return cls.on_run_complete is not Agent.on_run_complete
 
     @classmethod
     def has_main_task(cls) -> bool:

@@ -11,7 +11,14 @@ from bus.errors import (
     RequestTimeoutError,
 )
 from bus.inprocess import InProcessBus
-from bus.message import DeadLetter, Message, message_class_for, message_kinds, new_message_id
+from bus.message import (
+    DeadLetter,
+    Message,
+    Notice,
+    message_class_for,
+    message_kinds,
+    new_message_id,
+)
 from bus.protocol import (
     AgentEndpoint,
     AgentStatistics,
@@ -40,6 +47,7 @@ __all__ = [
     "Message",
     "NoReplyError",
     "NoSubscriberError",
+    "Notice",
     "RequestFailedError",
     "RequestTimeoutError",
     "Route",

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "DeadLetter",
     "Message",
+    "Notice",
     "message_class_for",
     "message_kinds",
     "new_message_id",
@@ -100,6 +101,16 @@ def message_class_for(kind: str) -> type[Message]:
 def message_kinds() -> dict[str, type[Message]]:
     """A copy of the kind → class registry."""
     return dict(_REGISTRY)
+
+
+class Notice(Message):
+    """Base of informational messages (progress, milestones) that need no particular listener.
+
+    The runtime always attaches a subscriber for notices (it logs them, and the store observes
+    them), so publishing one never fails for lack of a handler, unlike any other message.
+    """
+
+    abstract: ClassVar[bool] = True
 
 
 class DeadLetter(Message):

@@ -107,8 +107,8 @@ def export_dataset(
 
 def _write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
     try:
-        import pyarrow as pa  # type: ignore[import-not-found, unused-ignore]
-        import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]
+        import pyarrow as pa
+        import pyarrow.parquet as pq
     except ImportError as exc:
         raise RuntimeError(
             "Parquet export needs pyarrow: pip install 'evolagents[export]'"

@@ -33,13 +33,17 @@ from agents.base import Agent, AgentContext
 from agents.llm.types import LLMClient
 from agents.registry import resolve
 from bus.inprocess import InProcessBus
-from bus.protocol import Bus, BusObserver, BusStatistics
+from bus.message import Notice
+from bus.protocol import AgentEndpoint, Bus, BusObserver, BusStatistics, Route
 from runtime.config import TopologyConfig
 from runtime.progress import ProgressDisplay
 
 __all__ = ["RunBus", "RunOutcome", "Supervisor"]
 
 _log = structlog.get_logger("runtime")
+
+#: The runtime's own subscriber of `Notice` messages (they always have a listener).
+NOTICES_AGENT = "_notices"
 
 Status = Literal["completed", "interrupted", "aborted", "failed"]
 
@@ -179,6 +183,7 @@ class Supervisor:
                             mains.start_soon(self._run_main, agent, name=f"{agent.name}.run")
                 if self._serve is None:
                     await bus.drain()
+                    await self._complete(bus)
                 else:
                     await self._serve()
                     await bus.close()
@@ -193,7 +198,33 @@ class Supervisor:
                         self._errors.append(f"{agent.name}.on_stop: {exc!r}")
                         _log.exception("agent_stop_failed", agent=agent.name)
 
+    async def _complete(self, bus: RunBus) -> None:
+        """The completion phase: agents' ``on_run_complete`` (training after evolution, ...)
+        run concurrently once the main work drained; what they publish is drained too. Skipped
+        after a stop request or a failed main task."""
+        finishing = [agent for agent in self.agents if agent.has_completion_task()]
+        if not finishing or self.stopping.is_set():
+            return
+        async with anyio.create_task_group() as tg:
+            for agent in finishing:
+                tg.start_soon(self._run_completion, agent, name=f"{agent.name}.complete")
+        await bus.drain()
+
+    async def _run_completion(self, agent: Agent[Any]) -> None:
+        try:
+            await agent.on_run_complete()
+        except Exception as exc:
+            self._errors.append(f"{agent.name}.on_run_complete: {type(exc).__name__}: {exc}")
+            _log.exception("agent_completion_failed", agent=agent.name)
+
+    async def _on_notice(self, notice: Notice) -> None:
+        fields = notice.model_dump(
+            mode="json", exclude={"id", "correlation_id", "causation_id", "created_at"}
+        )
+        _log.info("notice", **fields)
+
     def _build_agents(self, bus: RunBus) -> list[Agent[Any]]:
+        bus.attach(AgentEndpoint(NOTICES_AGENT, [Route(Notice, self._on_notice)]))
         agents: list[Agent[Any]] = []
         for name, spec in self.config.agents.items():
             if not spec.enabled:
