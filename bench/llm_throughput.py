@@ -10,7 +10,9 @@ server's CPU is not counted). Paths:
 
 - `openai-compatible`: our managed client over the lean aiohttp transport;
 - `openai`: our managed client over the official SDK transport;
-- `bare-sdk`: `AsyncOpenAI(max_retries=0)` behind an `asyncio.Semaphore(C)`, no wrapper.
+- `bare-sdk`: `AsyncOpenAI(max_retries=0)` behind an `asyncio.Semaphore(C)`, no wrapper;
+- `bare-aiohttp`: one aiohttp session behind an `asyncio.Semaphore(C)`, no wrapper (the ceiling
+  of this machine for any Python client).
 
 `--find-max` then searches the highest C at which `openai-compatible` still holds 0.9 of C/L.
 """
@@ -104,6 +106,30 @@ async def _run_bare_sdk(url: str, c: int, n: int, offset: int) -> None:
         await client.close()
 
 
+async def _run_bare_aiohttp(url: str, c: int, n: int, offset: int) -> None:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=c + 8)
+    sem = asyncio.Semaphore(c)
+    headers = {"Content-Type": "application/json"}
+
+    async def one(session: aiohttp.ClientSession, i: int) -> str:
+        body = {
+            "model": "mock-model",
+            "messages": [{"role": "user", "content": PROMPT.format(i=i)}],
+            "max_tokens": 256,
+        }
+        async with sem, session.post(f"{url}/v1/chat/completions", data=json.dumps(body)) as r:
+            data = json.loads(await r.read())
+            return str(data["choices"][0]["message"]["content"])
+
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        await asyncio.gather(*(one(session, -1 - i) for i in range(c)))
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(one(session, offset + i) for i in range(n)))
+        _record(t0, cpu0)
+
+
 _last: dict[str, float] = {}
 
 
@@ -118,6 +144,8 @@ async def run_one(path: str, c: int, latency_ms: float, n: int) -> Result:
         before = await mock.stats()
         if path == "bare-sdk":
             await _run_bare_sdk(mock.url, c, n, 0)
+        elif path == "bare-aiohttp":
+            await _run_bare_aiohttp(mock.url, c, n, 0)
         else:
             await _run_managed(path, mock.url, c, n, 0)
         after = await mock.stats()
@@ -175,6 +203,48 @@ async def wrapper_overhead(c: int, n: int) -> tuple[float, float]:
     return managed_us, bare_us
 
 
+async def cache_throughput(n: int, path: Path) -> str:
+    """Concurrent puts then gets on a fresh ResponseCache, with the loop's worst stall."""
+    from agents.llm.cache import ResponseCache
+
+    cache = ResponseCache(path)
+    worst = 0.0
+    stop = asyncio.Event()
+
+    async def monitor() -> None:
+        nonlocal worst
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            t = loop.time()
+            await asyncio.sleep(0.001)
+            worst = max(worst, loop.time() - t - 0.001)
+
+    mon = asyncio.create_task(monitor())
+    text = "An evolved instruction or an answer of a few hundred characters. " * 6
+    comp = Completion(text=text, prompt_tokens=100, completion_tokens=100)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(cache.put(f"key-{i}", comp) for i in range(n)))
+    put_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sem = asyncio.Semaphore(256)
+
+    async def get(i: int) -> None:
+        async with sem:
+            await cache.get(f"key-{i}")
+
+    await asyncio.gather(*(get(i) for i in range(n)))
+    get_s = time.perf_counter() - t0
+    stop.set()
+    await mon
+    batches = cache.stats.batches
+    await cache.aclose()
+    return (
+        f"cache: {n} puts in {put_s:.2f}s ({n / put_s:,.0f}/s, {batches} group commits), "
+        f"{n} gets in {get_s:.2f}s ({n / get_s:,.0f}/s, 256 concurrent); "
+        f"worst event-loop stall {worst * 1000:.1f} ms"
+    )
+
+
 def _print(r: Result) -> None:
     print(
         f"{r.path:18} C={r.concurrency:<4} L={r.latency_ms:g}ms N={r.calls:<6} "
@@ -187,6 +257,11 @@ def _print(r: Result) -> None:
 
 async def main_async(args: argparse.Namespace) -> list[Result]:
     results: list[Result] = []
+    if args.cache:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            print(await cache_throughput(20000, Path(d) / "bench.sqlite"), flush=True)
     if args.overhead:
         for c in args.concurrency:
             managed_us, bare_us = await wrapper_overhead(c, 20000)
@@ -223,12 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     p.add_argument(
         "--paths", nargs="+", default=["openai-compatible", "openai", "bare-sdk"],
-        choices=["openai-compatible", "openai", "bare-sdk"],
+        choices=["openai-compatible", "openai", "bare-sdk", "bare-aiohttp"],
     )  # fmt: skip
     p.add_argument(
         "--calls", type=int, default=0, help="calls per run (default 32*C: whole rounds)"
     )
     p.add_argument("--find-max", action="store_true")
+    p.add_argument("--cache", action="store_true", help="also measure the response cache")
     p.add_argument(
         "--overhead", action="store_true",
         help="also measure the managed client's own CPU per call (no I/O)",
