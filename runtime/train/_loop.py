@@ -386,7 +386,7 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
         if world > 1:
             tdist.barrier()
         if path is not None:
-            emit_main(CheckpointEvent(step=step, path=str(path)))
+            emit_main(CheckpointEvent(step=step, path=str(path.resolve())))
 
     stop_flag = _SigtermFlag(config.checkpoint_on_sigterm)
     try:
@@ -454,7 +454,7 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
         tdist.barrier()
         tdist.destroy_process_group()
     done = DoneEvent(
-        output_dir=str(config.output_dir),
+        output_dir=str(config.output_dir.resolve()),
         final_loss=last_loss,
         steps=step,
         wall_s=time.monotonic() - t0,

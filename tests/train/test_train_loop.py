@@ -104,6 +104,18 @@ def test_gradient_accumulation_counts_optimizer_steps(train_config: dict[str, An
     assert [e.step for e in steps(events)] == [1, 2, 3, 4]
 
 
+def test_eval_fraction_holds_out_train_rows_when_no_eval_files(
+    train_config: dict[str, Any],
+) -> None:
+    config = {**train_config, "eval_files": [], "eval_fraction": 0.2, "max_steps": 2}
+    events = train(config)
+    start = events[0]
+    assert isinstance(start, StartEvent)
+    assert start.num_train_examples + start.num_eval_examples == 50
+    assert 0 < start.num_eval_examples < 25
+    assert any(isinstance(e, EvalEvent) for e in events)
+
+
 @pytest.mark.gpu
 def test_cuda_run_uses_bf16_and_reports_memory(train_config: dict[str, Any]) -> None:
     if not torch.cuda.is_available():
@@ -125,3 +137,15 @@ def test_lora_run_resumes_its_adapter_from_a_checkpoint(train_config: dict[str, 
     assert isinstance(start, StartEvent)
     assert start.resumed_from_step == 2
     assert [e.step for e in steps(events)] == [3, 4, 5]
+
+
+@pytest.mark.gpu
+def test_cuda_lora_loads_the_frozen_base_in_bf16(train_config: dict[str, Any]) -> None:
+    if not torch.cuda.is_available() or not torch.cuda.is_bf16_supported():
+        pytest.skip("needs a CUDA GPU with bf16")
+    pytest.importorskip("peft")
+    events = train({**train_config, "max_steps": 4, "lora": {"r": 4, "alpha": 8}})
+    done = events[-1]
+    assert isinstance(done, DoneEvent)
+    assert done.adapter
+    assert all(e.gpu_mem_gb is not None for e in steps(events))
