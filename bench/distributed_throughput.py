@@ -27,6 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -119,16 +120,20 @@ def run_wall_s(run_dir: Path) -> float:
 
 def distributed(config: Path, work: Path, url: str, workers: int) -> dict[str, Any]:
     overrides = ["--set", 'run.bus.kind="nats"', "--set", f'run.bus.url="{url}"',
-                 "--set", f'run.bus.stream="bench-{workers}"', "--log-console", "off"]
+                 "--set", f'run.bus.stream="bench-{workers}"']
     devnull = subprocess.DEVNULL
     started = [
         subprocess.Popen(
             [PY, "-m", "runtime", "worker", str(config), *overrides, "--exit-when-done",
-             "--work-dir", str(work / f"w{workers}-{index}")],
-            cwd=REPO, stdout=devnull, stderr=devnull,
+             "--work-dir", str(work / f"w{workers}-{index}"), "--log-console", "json",
+             "--set", 'run.log.console_level="info"'],
+            cwd=REPO, stdout=devnull, stderr=subprocess.PIPE, text=True,
         )
         for index in range(workers)
     ]
+    for worker in started:  # measure the run, not the workers' Python start-up
+        wait_started(worker)
+    overrides += ["--log-console", "off"]
     run_dir = work / f"run-{workers}"
     coordinator = subprocess.Popen(
         [PY, "-m", "runtime", "coordinator", str(config), *overrides, "--run-dir", str(run_dir),
@@ -153,6 +158,18 @@ def distributed(config: Path, work: Path, url: str, workers: int) -> dict[str, A
     return {"workers": workers, "rows": rows, "messages": messages, "wall_s": round(wall, 2),
             "rows_per_s": round(rows / wall, 1), "coordinator_cpu_s": round(coordinator_cpu, 2),
             "workers_cpu_s": round(worker_cpu, 2)}
+
+
+def wait_started(worker: subprocess.Popen[str]) -> None:
+    """Read the worker's JSON log until ``worker_started``, then drain it in a thread."""
+    assert worker.stderr is not None
+    for line in worker.stderr:
+        if line.startswith("{") and json.loads(line).get("event") == "worker_started":
+            break
+    else:
+        raise RuntimeError("worker exited before starting")
+    stream = worker.stderr
+    threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
 
 
 def single_process(config: Path, work: Path) -> dict[str, Any]:

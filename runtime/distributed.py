@@ -150,7 +150,10 @@ async def run_coordinator(
     """Run the coordinator's part of ``config`` (see the module docstring); resumes an existing
     run directory. Tells the workers ``done`` when the run completed."""
     from runtime.run import execute
+    from runtime.store import STORE_FILE
 
+    if not (run_dir / STORE_FILE).exists():
+        await _refuse_a_busy_stream(config)
     created: list[NatsBus] = []
     factory = nats_bus_factory(
         config, monitor=True, client_name=f"coordinator@{socket.gethostname()}", created=created
@@ -167,6 +170,20 @@ async def run_coordinator(
     if outcome.status == "completed":
         await _announce_done(config)
     return outcome
+
+
+async def _refuse_a_busy_stream(config: TopologyConfig) -> None:
+    """A new run must not inherit the messages an unfinished run left in the same stream."""
+    bus = nats_bus_factory(config, monitor=False, client_name="coordinator-check")()
+    async with bus:
+        left = await getattr(bus, "stored_messages")()  # noqa: B009 - NatsBus only
+    if left:
+        stream = config.run.bus.stream_for(config.run.name)
+        raise ConfigError(
+            f"NATS stream {stream!r} still holds {left} messages of an unfinished run: resume "
+            "it (`python -m runtime coordinator --resume RUN_DIR`), or start this run on "
+            "another stream (--set run.bus.stream=NAME)"
+        )
 
 
 async def _announce_done(config: TopologyConfig) -> None:
@@ -239,7 +256,8 @@ async def run_worker(
             local_agents=agents,
             serve=serve,
         )
-        _log.info("worker_started", agents=sorted(agents), stream=created and created[-1].stream)
+        _log.info("worker_started", agents=sorted(agents),
+                  stream=config.run.bus.stream_for(config.run.name))
         outcome = await supervisor.run()
     _log.info(
         "worker_finished",

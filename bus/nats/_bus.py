@@ -891,6 +891,11 @@ class NatsBus:
         await nc.publish(control_subject(self._stream), _DONE)
         await nc.flush()
 
+    async def stored_messages(self) -> int:
+        """How many messages the stream holds now (not yet acked by every consumer)."""
+        info = await self._retrying("stream info", self._require_js().stream_info, self._stream)
+        return int(info.state.messages)
+
     @property
     def dead_letters(self) -> Sequence[DeadLetter]:
         return tuple(self._dead_letters)

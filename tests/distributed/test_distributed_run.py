@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bus.nats import NatsBus, NatsServer, free_ports
-from tests.distributed.conftest import (
+from tests.distributed._support import (
     Processes,
     dataset_lines,
     evol_config,
