@@ -247,8 +247,9 @@ def _run(
         config = config.model_copy(update={"run": config.run.model_copy(update={"log": log})})
     run_dir = run_dir or getattr(args, "run_dir", None) or new_run_dir(config)
     if not resuming and (run_dir / STORE_FILE).exists():
+        how = "coordinator --resume" if mode == "coordinator" else "resume"
         raise ConfigError(
-            f"already holds a run; continue it with `python -m runtime resume {run_dir}`",
+            f"already holds a run; continue it with `python -m runtime {how} {run_dir}`",
             file=run_dir,
         )
     config_dir = None if resuming else Path(args.config).resolve().parent
