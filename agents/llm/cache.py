@@ -8,7 +8,8 @@ Threading and durability: one SQLite connection lives on one dedicated worker th
 loop never touches the database. `put` enqueues and awaits a *group commit*: concurrent puts are
 written in one transaction, and `put` returns only after its entry is committed, so an entry whose
 `put` returned survives a process kill (WAL, synchronous=NORMAL). `get` sees entries still being
-written. Neither blocks the loop for more than a dictionary lookup and a thread hand-off.
+written; concurrent gets are coalesced into one query. Neither blocks the loop for more than a
+dictionary lookup and a thread hand-off per batch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 
 __all__ = ["CacheStatistics", "ResponseCache", "cache_key"]
+
+_READ_CHUNK = 500  # keys per SELECT (SQLite's default variable limit is 32766)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -81,22 +84,53 @@ class ResponseCache:
         self._writing: dict[str, str] = {}
         self._batch_done: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._reads: dict[str, list[asyncio.Future[str | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
         self._closed = False
         self.stats = CacheStatistics()
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _select(self, key: str) -> str | None:
-        sql = "SELECT completion FROM responses WHERE key = ?"
-        row = self._conn.execute(sql, (key,)).fetchone()
-        return None if row is None else str(row[0])
+    def _select_many(self, keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), _READ_CHUNK):
+            chunk = keys[i : i + _READ_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT key, completion FROM responses WHERE key IN ({marks})"
+            found.update((str(k), str(v)) for k, v in self._conn.execute(sql, chunk))
+        return found
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._reads:
+            batch, self._reads = self._reads, {}
+            try:
+                found = await loop.run_in_executor(self._executor, self._select_many, list(batch))
+            except BaseException as exc:
+                for futs in batch.values():
+                    for f in futs:
+                        if not f.done():
+                            f.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for key, futs in batch.items():
+                for f in futs:
+                    if not f.done():
+                        f.set_result(found.get(key))
 
     async def get(self, key: str) -> Completion | None:
-        """The cached completion (marked `cached=True`) or None. Counts a hit or a miss."""
+        """The cached completion (marked `cached=True`) or None. Counts a hit or a miss.
+
+        Concurrent gets are coalesced into one `SELECT … IN (…)` on the cache thread.
+        """
         raw = self._pending.get(key) or self._writing.get(key)
         if raw is None:
-            loop = asyncio.get_running_loop()
-            raw = await loop.run_in_executor(self._executor, self._select, key)
+            fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+            self._reads.setdefault(key, []).append(fut)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read_loop())
+            raw = await fut
         if raw is None:
             self.stats.misses += 1
             return None
@@ -120,7 +154,9 @@ class ResponseCache:
         """
         if self._closed:
             raise RuntimeError("ResponseCache is closed")
-        self._pending[key] = completion.model_copy(update={"cached": False}).model_dump_json()
+        if completion.cached:
+            completion = completion.model_copy(update={"cached": False})
+        self._pending[key] = completion.model_dump_json()
         if self._batch_done is None:
             self._batch_done = asyncio.get_running_loop().create_future()
         done = self._batch_done
@@ -155,9 +191,10 @@ class ResponseCache:
         return int(self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     async def aclose(self) -> None:
-        """Wait for pending writes, then close."""
-        if self._writer is not None and not self._writer.done():
-            await self._writer
+        """Wait for pending reads and writes, then close."""
+        for task in (self._reader, self._writer):
+            if task is not None and not task.done():
+                await task
         self.close()
 
     def close(self) -> None:
