@@ -24,7 +24,7 @@ from tests.pipeline.conftest import (
     run_pipeline,
 )
 
-SEEDS = 300
+SEEDS = 200
 ROUNDS = 3
 FAULTS = {
     "rate_limited": 0.10,
