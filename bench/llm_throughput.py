@@ -284,9 +284,7 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     if args.find_max:
         best = 0
         for c in args.search:
-            r = await run_one(
-                "openai-compatible", c, args.latency_ms, args.calls or max(2000, c * 25)
-            )
+            r = await run_one("openai-compatible", c, args.latency_ms, args.calls or c * 32)
             _print(r)
             results.append(r)
             if r.ratio >= 0.9:
