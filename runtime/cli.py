@@ -333,6 +333,24 @@ def _worker(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return outcome.exit_code
 
 
+def _eval_lines(run_dir: Path) -> list[tuple[str, str]]:
+    """The benchmark harness's result lines (records of kind ``eval``), if any."""
+    import sqlite3
+    from contextlib import closing
+
+    from runtime.store import STORE_FILE
+
+    path = run_dir / STORE_FILE
+    if not path.is_file():
+        return []
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT key, payload FROM records WHERE kind = 'eval'").fetchall()
+    except sqlite3.Error:
+        return []
+    return [(key, str(json.loads(payload).get("summary_line", ""))) for key, payload in rows]
+
+
 def _print_result(status: str, dead_letters: int, wall_s: float, run_dir: Path) -> None:
     from runtime.run import SUMMARY_FILE
 
@@ -348,4 +366,6 @@ def _print_result(status: str, dead_letters: int, wall_s: float, run_dir: Path) 
         report = run_dir / "report.html"
         if report.is_file():
             print(f"report: {report}", file=sys.stderr)
+    for key, line in _eval_lines(run_dir):
+        print(f"eval {key}: {line}", file=sys.stderr)
     print(f"run directory: {run_dir}", file=sys.stderr)

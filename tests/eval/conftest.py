@@ -117,6 +117,15 @@ async def mock_server() -> AsyncIterator[MockLLMServer]:
         yield server
 
 
+@pytest.fixture
+async def baseline_server() -> AsyncIterator[MockLLMServer]:
+    """A second mock with another seed and model name: a baseline whose answers differ from the
+    model's (the mock's reply depends only on its seed and the messages; the response cache key
+    on the model name, not the endpoint)."""
+    async with MockLLMServer(MockConfig(seed=99, models=["baseline-model"])) as server:
+        yield server
+
+
 async def run_cli(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
     """`python -m runtime ARGS` in the repository root, without blocking the event loop (the
     in-process mock server keeps serving)."""

@@ -22,9 +22,9 @@ from runtime.report.build import build_report_data
 from tests.eval.conftest import data_file, run_cli
 
 
-def _backend(url: str) -> str:
+def _backend(url: str, model: str = "mock-model") -> str:
     return (
-        f'{{backend = "openai-compatible", model = "mock-model", endpoints = ["{url}"], '
+        f'{{backend = "openai-compatible", model = "{model}", endpoints = ["{url}"], '
         "concurrency = 8, backoff = {base_s = 0.01, max_s = 0.05, jitter = 0.0}}"
     )
 
@@ -46,7 +46,7 @@ async def _eval(config: str, run_dir: Path, *sets: str) -> dict[str, Any]:
 
 
 async def test_mtbench_two_turns_pairwise_and_single(
-    tmp_path: Path, mock_server: MockLLMServer
+    tmp_path: Path, mock_server: MockLLMServer, baseline_server: MockLLMServer
 ) -> None:
     data_file("mt_bench_questions_80.jsonl")
     url = mock_server.openai_url
@@ -56,7 +56,7 @@ async def test_mtbench_two_turns_pairwise_and_single(
         "configs/eval_mtbench.toml",
         tmp_path / "run",
         f"llm.model={_backend(url)}",
-        f"llm.baseline={_backend(url)}",
+        f"llm.baseline={_backend(baseline_server.openai_url, 'baseline-model')}",
         f"llm.judge={_backend(url)}",
         f"agents.source.params.question_ids={ids}",
     )
@@ -73,6 +73,7 @@ async def test_mtbench_two_turns_pairwise_and_single(
         assert categories == ["math", "writing", "overall"], key
     overall = results["pairwise:mtbench"]["rows"][-1]
     assert overall["wins"] + overall["ties"] + overall["losses"] + overall["unparseable"] == 6
+    assert overall["wins"] + overall["losses"] > 0  # the answers differ: not only ties
     single = results["single:mtbench"]["rows"][-1]
     assert single["mean_rating"] is not None
     assert 1 <= single["mean_rating"] <= 10
@@ -92,14 +93,16 @@ async def test_mtbench_two_turns_pairwise_and_single(
     assert callers == {"answer", "answer.baseline", "pairwise", "single"}
 
 
-async def test_vicuna_score_pairs_with_swap(tmp_path: Path, mock_server: MockLLMServer) -> None:
+async def test_vicuna_score_pairs_with_swap(
+    tmp_path: Path, mock_server: MockLLMServer, baseline_server: MockLLMServer
+) -> None:
     data_file("vicuna_bench_questions_80.jsonl")
     url = mock_server.openai_url
     results = await _eval(
         "configs/eval_vicuna.toml",
         tmp_path / "run",
         f"llm.model={_backend(url)}",
-        f"llm.baseline={_backend(url)}",
+        f"llm.baseline={_backend(baseline_server.openai_url, 'baseline-model')}",
         f"llm.judge={_backend(url)}",
         "agents.source.params.limit=5",
     )
@@ -182,3 +185,29 @@ async def test_resume_skips_questions_already_judged(
     assert done.returncode == 0, done.stderr[-2000:]
     assert mock_server.stats().requests == calls + 2  # only the two new questions
     assert _records(run_dir, "eval")["exact:gsm8k"]["n"] == 6
+
+
+async def test_an_always_a_judge_yields_only_ties_and_unparseable_ratings(
+    tmp_path: Path, mock_server: MockLLMServer, baseline_server: MockLLMServer
+) -> None:
+    """Position swap through the agents: a judge that always answers [[A]] prefers neither
+    answer; the same text is no rating, so single grading counts it unparseable."""
+    data_file("mt_bench_questions_80.jsonl")
+    judge = (
+        '{backend = "scripted", model = "always-a", '
+        'options = {rules = [{pattern = "(?s).*", reply = "Clearly better. [[A]]"}]}}'
+    )
+    results = await _eval(
+        "configs/eval_mtbench.toml",
+        tmp_path / "run",
+        f"llm.model={_backend(mock_server.openai_url)}",
+        f"llm.baseline={_backend(baseline_server.openai_url, 'baseline-model')}",
+        f"llm.judge={judge}",
+        "agents.source.params.limit=3",
+    )
+    for turn in ("pairwise:mtbench", "pairwise:mtbench:turn2"):
+        overall = results[turn]["rows"][-1]
+        assert (overall["wins"], overall["ties"], overall["losses"]) == (0, 3, 0)
+    single = results["single:mtbench"]["rows"][-1]
+    assert single["unparseable"] == 3
+    assert single["mean_rating"] is None

@@ -93,19 +93,15 @@ async def test_quality_command_adds_difficulty_tags_diversity_and_contamination(
         f'endpoints = ["{mock_server.openai_url}"]\n',
         encoding="utf-8",
     )
-    done = await run_cli(
-        "quality",
-        str(run_dir),
-        "--llm",
-        str(judge),
-        "--benchmark",
-        str(bench),
-        "--embedder",
-        "hashed",
-    )
+    args = ["quality", str(run_dir), "--llm", str(judge), "--benchmark", str(bench)]
+    done = await run_cli(*args, "--embedder", "hashed")
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()) == run_dir / "report.html"
     assert "difficulty, tags, diversity, contamination" in done.stderr
+    calls = mock_server.stats().requests
+    again = await run_cli(*args, "--embedder", "hashed")
+    assert again.returncode == 0, again.stderr
+    assert mock_server.stats().requests == calls  # the run's response cache answered
 
     data = build_report_data(run_dir)
     rounds = data.difficulty_by_round
@@ -117,8 +113,11 @@ async def test_quality_command_adds_difficulty_tags_diversity_and_contamination(
     assert data.quality.diversity.n > 20
     assert data.quality.contamination is not None
     hits = data.quality.contamination.hits
-    # the seeds share a template, so partial overlaps are many; one text holds the whole item
-    assert [h.text_id for h in hits if h.item_overlap == 1.0] == [seed_step]
+    # the seeds share a template, so partial overlaps are many; the whole item is in that seed
+    # (and in its in-depth rewrites, which keep the original text)
+    whole = {h.text_id for h in hits if h.item_overlap == 1.0}
+    assert seed_step in whole
+    assert {t.rsplit(":", 1)[0] for t in whole} == {seed_step.rsplit(":", 1)[0]}
     assert "quality.judge" in {u.agent for u in data.agent_usage}
 
     html = (run_dir / "report.html").read_text(encoding="utf-8")
@@ -138,41 +137,6 @@ def _keep_for_review(png: bytes) -> None:
     keep = REPO / ".pytest_cache" / "eval-report.png"
     keep.parent.mkdir(exist_ok=True)
     keep.write_bytes(png)
-
-
-async def test_quality_again_makes_no_llm_call(tmp_path: Path, mock_server: MockLLMServer) -> None:
-    run_dir = await _run(tmp_path, mock_server.openai_url)
-    url = mock_server.openai_url
-    first = await run_cli(
-        "quality",
-        str(run_dir),
-        "--llm",
-        url,
-        "--model",
-        "mock-model",
-        "--embedder",
-        "hashed",
-        "--limit",
-        "5",
-    )
-    assert first.returncode == 0, first.stderr
-    calls = mock_server.stats().requests
-    second = await run_cli(
-        "quality",
-        str(run_dir),
-        "--llm",
-        url,
-        "--model",
-        "mock-model",
-        "--embedder",
-        "hashed",
-        "--limit",
-        "5",
-    )
-    assert second.returncode == 0, second.stderr
-    assert mock_server.stats().requests == calls  # the run's response cache answered
-    data = build_report_data(run_dir)
-    assert sum(r.n for r in data.difficulty_by_round) == 15  # 5 per round
 
 
 def test_lambda_records_of_auto_evol_are_drawn(tmp_path: Path) -> None:
