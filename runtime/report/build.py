@@ -13,7 +13,7 @@ process still writes, and inside ``_finish`` after the store flushed), ``summary
   pass), summed per caller |
 | calls over time | timestamps of messages produced after an LLM call (`LLM_RESULT_KINDS`) give
   the shape, scaled so that its integral equals the run's calls (usage, cache hits included) |
-| lineages | the first `lineage_examples` seeds with the most rounds, step by step |
+| lineages | `lineage_examples` seeds with the most rounds (one with a rejection if any) |
 | difficulty, quality | ``records`` kind ``quality`` (written by ``python -m runtime quality``) |
 | λ | ``records`` kind ``autoevol`` (Auto Evol-Instruct), when present |
 | judge tables | ``records`` kind ``eval`` (the benchmark harness) |
@@ -256,18 +256,22 @@ def _call_rate(db: sqlite3.Connection, total_calls: int) -> list[RatePoint]:
 def _lineages(db: sqlite3.Connection, limit: int) -> list[Lineage]:
     if limit <= 0:
         return []
-    chosen = db.execute(
-        "SELECT s.seed_id FROM steps s JOIN seeds d ON d.seed_id = s.seed_id "
-        "GROUP BY s.seed_id ORDER BY COUNT(*) DESC, SUM(s.status = 'accepted') DESC, "
-        "MIN(d.position) LIMIT ?",
-        (limit,),
-    ).fetchall()
+    ranked = (
+        "SELECT s.seed_id FROM steps s JOIN seeds d ON d.seed_id = s.seed_id GROUP BY s.seed_id "
+        "{having} ORDER BY COUNT(*) DESC, SUM(s.status = 'accepted') DESC, MIN(d.position) "
+        "LIMIT ?"
+    )
+    chosen = [str(r[0]) for r in db.execute(ranked.format(having=""), (limit,))]
+    # show how a rejection looks too: the best lineage with a rejected step replaces the last
+    rejected = db.execute(
+        ranked.format(having="HAVING SUM(s.status = 'rejected') > 0"), (1,)
+    ).fetchone()
+    if rejected is not None and str(rejected[0]) not in chosen:
+        chosen = [*chosen[: limit - 1], str(rejected[0])]
     out: list[Lineage] = []
-    for row in chosen:
+    for seed_id in chosen:
         steps = []
-        for s in db.execute(
-            "SELECT * FROM steps WHERE seed_id = ? ORDER BY round", (row["seed_id"],)
-        ):
+        for s in db.execute("SELECT * FROM steps WHERE seed_id = ? ORDER BY round", (seed_id,)):
             status = str(s["status"])
             if s["round"] == 0 and status == "accepted":
                 status = "seed"
@@ -284,7 +288,7 @@ def _lineages(db: sqlite3.Connection, limit: int) -> list[Lineage]:
                     response=str(s["response"] or ""),
                 )
             )
-        out.append(Lineage(seed_id=str(row["seed_id"]), steps=steps))
+        out.append(Lineage(seed_id=seed_id, steps=steps))
     return out
 
 
