@@ -32,6 +32,7 @@ from agents.pipeline.messages import (
     Accepted,
     Evolved,
     EvolveRequest,
+    PoolFinished,
     Rejected,
     RowOutcome,
     Step,
@@ -141,6 +142,14 @@ class PoolAgent(Agent[PoolParams]):
             self.slot_freed = anyio.Event()
             await self.slot_freed.wait()
         self.log.info("pool_finished", **self.counts)
+        await self.publish(
+            PoolFinished(
+                done=self.counts["done"],
+                failed=self.counts["failed"],
+                skipped=self.counts["skipped"],
+                stopped=self.context.stopping.is_set(),
+            )
+        )
 
     async def _start(
         self, seed: SeedLike, position: int, method: MethodSelected | None = None

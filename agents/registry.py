@@ -30,6 +30,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "agents.autoevol.optimizer",
     "agents.judge.eval_agents",
     "agents.judge.agent",
+    "agents.trainer.agent",
 )
 
 _IMPLEMENTATIONS: dict[str, type[Agent[Any]]] = {}

@@ -18,13 +18,14 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from bus.message import Message
+from bus.message import Message, Notice
 
 __all__ = [
     "Accepted",
     "Answered",
     "EvolveRequest",
     "Evolved",
+    "PoolFinished",
     "Rejected",
     "RowOutcome",
     "Step",
@@ -130,3 +131,13 @@ class StepFailed(RowOutcome):
     error_type: str
     error: str
     step: Step | None = None
+
+
+class PoolFinished(Notice):
+    """The pool admitted no more rows and every admitted row ended (or a stop was requested)."""
+
+    kind: Literal["pool.finished"] = "pool.finished"
+    done: int
+    failed: int
+    skipped: int
+    stopped: bool = False
