@@ -372,11 +372,17 @@ class TrainingProcess:
         self._lines: AsyncGenerator[str, None] | None = None
         self._result: TrainingResult | None = None
         self._stderr_closed = anyio.Event()
+        self._reader_scope: anyio.CancelScope | None = None
 
     @property
     def command(self) -> list[str]:
         """The argv the child is (or will be) started with."""
         return self._launch.command(self._config_file)
+
+    @property
+    def stderr_tail(self) -> list[str]:
+        """The last `stderr_tail_lines` lines of stderr so far (also after a cancellation)."""
+        return list(self._stderr)
 
     @property
     def pid(self) -> int | None:
@@ -428,6 +434,8 @@ class TrainingProcess:
             # that left the group holding the pipe.
             with anyio.move_on_after(max(self._launch.terminate_grace_s, 1.0)):
                 await self._stderr_closed.wait()
+            if self._reader_scope is not None:
+                self._reader_scope.cancel()
             await self._process.aclose()
         return await self._tg.__aexit__(exc_type, exc, tb)
 
@@ -509,15 +517,20 @@ class TrainingProcess:
             self._on_stderr(line)
 
     async def _read_stderr(self) -> None:
+        # Shielded: when the enclosing scope is cancelled the child is still being stopped and
+        # may log plenty while it checkpoints; an unread pipe would block it. The reader ends at
+        # EOF, or when __aexit__ cancels this scope after its bounded wait.
         process = self._require()
-        try:
-            if process.stderr is not None:
-                async for line in _lines(TextReceiveStream(process.stderr, errors="replace")):
-                    self._keep_stderr(line)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass  # closed by __aexit__ after the bounded wait: the tail is what we have
-        finally:
-            self._stderr_closed.set()
+        with anyio.CancelScope(shield=True) as scope:
+            self._reader_scope = scope
+            try:
+                if process.stderr is not None:
+                    async for line in _lines(TextReceiveStream(process.stderr, errors="replace")):
+                        self._keep_stderr(line)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass  # closed by __aexit__: the tail is what we have
+            finally:
+                self._stderr_closed.set()
 
     def _signal_group(self, sig: signal.Signals) -> None:
         process = self._require()

@@ -6,6 +6,7 @@ Reads `--config FILE`; the JSON's `mode` picks the behaviour:
   no_done   start, exit 0 without a done event
   stubborn  ignore SIGTERM, print start, then wait forever (only SIGKILL ends it)
   term      print start, then wait forever (SIGTERM ends it)
+  graceful  on SIGTERM write ~200 KB to stderr (more than a pipe holds), then exit 143
 """
 
 import argparse
@@ -49,6 +50,17 @@ def step(i: int) -> dict:
 
 if mode == "stubborn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def graceful(signum: int, frame: object) -> None:
+    for i in range(2000):
+        print(f"checkpointing {i:05d} " + "x" * 80, file=sys.stderr)
+    print("checkpoint written", file=sys.stderr, flush=True)
+    sys.exit(143)
+
+
+if mode == "graceful":
+    signal.signal(signal.SIGTERM, graceful)
 out(START)
 if mode == "progress":
     out(step(1))
@@ -63,5 +75,5 @@ elif mode == "crash":
     for i in range(30):
         print(f"stderr line {i}", file=sys.stderr, flush=True)
     raise RuntimeError("boom at step 2")
-elif mode in ("stubborn", "term"):
+elif mode in ("stubborn", "term", "graceful"):
     threading.Event().wait()

@@ -177,6 +177,20 @@ async def test_cancel_terminates_the_child_with_sigterm(tmp_path: Path) -> None:
     assert proc.statistics().returncode == -15
 
 
+async def test_stderr_is_drained_while_a_cancelled_child_shuts_down(tmp_path: Path) -> None:
+    # The child writes more than a pipe buffer on SIGTERM: unread, it would block until SIGKILL.
+    with anyio.fail_after(60):
+        with anyio.CancelScope() as scope:
+            async with fake(
+                tmp_path, "graceful", terminate_grace_s=30, stderr_tail_lines=3
+            ) as proc:
+                async for _ in proc.events():
+                    scope.cancel()
+    assert proc.statistics().returncode == 143
+    assert proc.stderr_tail[-1] == "checkpoint written"
+    assert proc.statistics().stderr_lines == 2001
+
+
 async def test_cancel_kills_a_child_that_ignores_sigterm_after_the_grace(tmp_path: Path) -> None:
     with anyio.fail_after(30):
         with anyio.CancelScope() as scope:
