@@ -43,18 +43,17 @@ from agents.autoevol.messages import (
     Trajectory,
 )
 from agents.autoevol.method_parsing import parse_optimized_method
+from agents.autoevol.methods import DOMAINS, load_method, render_optimize
 from agents.base import Agent, AgentProgress
 from agents.evol.operations import compose_instruction
-from agents.evol.templates import load_template
 from agents.llm.errors import LLMError
-from agents.llm.types import ChatMessage, GenerationParams
+from agents.llm.types import GenerationParams
 from agents.pipeline.common import derive_int, derive_rng, llm_for
 from agents.pipeline.store import RecordStore, SeedSource
 from agents.registry import register
 
 __all__ = ["OptimizerAgent", "OptimizerParams"]
 
-METHODS_DIR = Path(__file__).parent / "methods"
 RECORD_KIND = "autoevol"
 
 
@@ -71,7 +70,10 @@ class OptimizerParams(BaseModel):
     initial_method: str = Field(
         default="general", description="general | code | math | a path to a method file"
     )
-    optimize_prompt_file: Path | None = None
+    prompt_dir: Path | None = Field(
+        default=None,
+        description="a directory whose optimize.txt / <domain>.txt override the built-in ones",
+    )
     optimizer_temperature: float = Field(default=0.6, ge=0)
     optimizer_top_p: float = Field(default=0.95, gt=0, le=1)
     optimizer_max_tokens: int = Field(default=2048, ge=1)
@@ -106,10 +108,7 @@ class OptimizerAgent(Agent[OptimizerParams]):
             raise RuntimeError("autoevol.optimizer needs the run store and seeds (use the runtime)")
         self.store: RecordStore = store
         self.seeds: SeedSource = seeds
-        self.optimize_template = load_template(
-            self.params.optimize_prompt_file or METHODS_DIR / "optimize.txt",
-            required=("method", "feedback"),
-        )
+        render_optimize("method", "feedback", user_dir=self.params.prompt_dir)  # fail early
         self.step = 0
         self.history: list[dict[str, Any]] = []
         cluster = self.params.cluster
@@ -120,7 +119,8 @@ class OptimizerAgent(Agent[OptimizerParams]):
         params = self.params
         records = dict(self.store.records(self.record_kind))
         dev, pool = self._split(records)
-        method_id, method_text = self._mid("initial"), _initial_method(params.initial_method)
+        method_id = self._mid("initial")
+        method_text = _initial_method(params.initial_method, params.prompt_dir)
         if "initial" in records:
             best_rate = float(records["initial"]["failure_rate"])
         else:
@@ -240,7 +240,7 @@ class OptimizerAgent(Agent[OptimizerParams]):
         return [results[label] for label in labels]
 
     async def _candidates(self, t: int, method_text: str, feedback: Feedback) -> dict[int, str]:
-        prompt = self.optimize_template.render(method=method_text, feedback=feedback.text)
+        prompt = render_optimize(method_text, feedback.text, user_dir=self.params.prompt_dir)
         llm = llm_for(self, "optimizer")
         found: dict[int, str] = {}
 
@@ -252,10 +252,7 @@ class OptimizerAgent(Agent[OptimizerParams]):
                 seed=derive_int(self.context.seed, "optimize", t, index),
             )
             try:
-                completion = await llm.complete(
-                    [ChatMessage(role="user", content=prompt)], params,
-                    caller=self.name, sample=index,
-                )
+                completion = await llm.complete(prompt, params, caller=self.name, sample=index)
             except LLMError as exc:
                 self.log.warning("candidate_failed", step=t, index=index, error=str(exc))
                 return
@@ -330,11 +327,13 @@ def _failures(score: MethodScore) -> list[dict[str, Any]]:
     return [f.model_dump() for f in score.failures]
 
 
-def _initial_method(name: str) -> str:
-    builtin = METHODS_DIR / f"{name}.txt"
-    path = builtin if builtin.is_file() else Path(name)
+def _initial_method(name: str, prompt_dir: Path | None) -> str:
+    """A built-in domain method (general, code, math; overridable in ``prompt_dir``) or a file."""
+    if name in DOMAINS or (prompt_dir is not None and (prompt_dir / f"{name}.txt").is_file()):
+        return load_method(name, user_dir=prompt_dir)
+    path = Path(name)
     if not path.is_file():
         raise FileNotFoundError(
-            f"initial_method {name!r}: not a built-in (general, code, math) nor a file"
+            f"initial_method {name!r}: not a built-in domain {DOMAINS} nor a method file"
         )
     return path.read_text(encoding="utf-8").strip()

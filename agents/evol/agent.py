@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.autoevol.messages import EvolveOnce, EvolveResult
 from agents.autoevol.method_parsing import parse_final_instruction
+from agents.autoevol.methods import render_method
 from agents.base import Agent, AgentProgress, handles
 from agents.evol.operations import OperationPack, compose_instruction
 from agents.evol.parsing import extract_evolved_instruction
-from agents.evol.templates import Template
 from agents.llm.errors import LLMError
-from agents.llm.types import ChatMessage, GenerationParams
+from agents.llm.types import GenerationParams
 from agents.pipeline.common import ProfileSetting, derive_int, derive_rng, llm_for, profile_of
 from agents.pipeline.messages import Evolved, EvolveRequest, Rejected, Step, StepFailed
 from agents.registry import register
@@ -66,7 +66,7 @@ class EvolAgent(Agent[EvolParams]):
         text = compose_instruction(request.instruction, request.input)
         if request.method_text is not None:
             operation = "method"
-            messages = [ChatMessage(role="user", content=_render_method(request.method_text, text))]
+            messages = render_method(request.method_text, text)
             version = f"method:{request.method_id or _digest(request.method_text)}"
         else:
             chosen = (
@@ -131,7 +131,7 @@ class EvolAgent(Agent[EvolParams]):
     async def on_evolve_once(self, request: EvolveOnce) -> EvolveResult:
         """Auto Evol-Instruct: evolve with a method text and reply (LLM errors in the reply)."""
         text = compose_instruction(request.instruction, request.input)
-        messages = [ChatMessage(role="user", content=_render_method(request.method_text, text))]
+        messages = render_method(request.method_text, text)
         params = self._params(("evolve_once", request.key), temperature=request.temperature)
         try:
             completion = await llm_for(self).complete(messages, params, caller=self.name)
@@ -159,13 +159,6 @@ class EvolAgent(Agent[EvolParams]):
 
     def progress(self) -> AgentProgress:
         return AgentProgress(label="evolved", completed=self.evolved)
-
-
-def _render_method(method_text: str, instruction: str) -> str:
-    template = Template(method_text, source="method")
-    if "instruction" in template.placeholders:
-        return template.render(instruction=instruction)
-    return f"{method_text.rstrip()}\n\n<instruction>\n{instruction}\n</instruction>\n"
 
 
 def _digest(text: str) -> str:
