@@ -268,9 +268,11 @@ class _Rule(BaseModel):
 
 
 class InformationGainRule(_Rule):
-    """Rule 1 (needs an LLM call; the agent runs it): which prompt profile to use."""
+    """Rule 1 (needs an LLM call; the agent runs it): where an equality prompt override lives.
 
-    profile: Profile = "full"
+    The prompt profile follows the eliminator's ``profile`` (by default its backend's).
+    """
+
     prompt_dir: Path | None = None
 
 
