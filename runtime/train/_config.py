@@ -81,6 +81,9 @@ class TrainConfig(BaseModel):
     # memory / precision
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     """`auto`: bf16 autocast on a CUDA device that supports it, fp32 otherwise."""
+    save_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Dtype of the saved full model (and of `merged/`): `auto` = bfloat16 when trained with
+    bf16 autocast, else float32. Checkpoints always keep the fp32 master weights."""
     gradient_checkpointing: bool = False
     lora: LoraSettings | None = None
 

@@ -449,7 +449,8 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
 
     last_eval = evaluate() if eval_ex else last_eval
     if dist.main:
-        _save_final(config, raw_model, tokenizer, template)
+        save_bf16 = config.save_dtype == "bfloat16" or (config.save_dtype == "auto" and bf16)
+        _save_final(config, raw_model, tokenizer, template, torch.bfloat16 if save_bf16 else None)
     if world > 1:
         tdist.barrier()
         tdist.destroy_process_group()
@@ -568,13 +569,21 @@ def _save_checkpoint(
     return final
 
 
-def _save_final(config: TrainConfig, model: Any, tokenizer: Any, template: str) -> None:
+def _save_final(
+    config: TrainConfig, model: Any, tokenizer: Any, template: str, cast_to: Any
+) -> None:
+    """Write the model (or adapter) and tokenizer; `cast_to` (a torch dtype) casts full weights
+    (and the merged model) before saving — training is over, so in place is fine."""
     out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
+    if cast_to is not None and config.lora is None:
+        model.to(cast_to)
     model.save_pretrained(str(out))
     tokenizer.chat_template = template  # serve with the format it was trained on
     tokenizer.save_pretrained(str(out))
     if config.lora is not None and config.lora.merge_on_save:
         merged = model.merge_and_unload()
+        if cast_to is not None:
+            merged.to(cast_to)
         merged.save_pretrained(str(out / "merged"))
         tokenizer.save_pretrained(str(out / "merged"))

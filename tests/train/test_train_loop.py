@@ -104,6 +104,17 @@ def test_gradient_accumulation_counts_optimizer_steps(train_config: dict[str, An
     assert [e.step for e in steps(events)] == [1, 2, 3, 4]
 
 
+def test_save_dtype_bfloat16_halves_the_saved_weights(train_config: dict[str, Any]) -> None:
+    from safetensors import safe_open
+
+    events = train({**train_config, "max_steps": 1, "save_dtype": "bfloat16"})
+    done = events[-1]
+    assert isinstance(done, DoneEvent)
+    with safe_open(str(Path(done.output_dir) / "model.safetensors"), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118
+    assert dtypes == {"BF16"}
+
+
 def test_eval_fraction_holds_out_train_rows_when_no_eval_files(
     train_config: dict[str, Any],
 ) -> None:

@@ -17,19 +17,28 @@ def topology(tmp_path: Path, model_dir: Path, **trainer: Any) -> dict[str, Any]:
     seeds = tmp_path / "seeds.txt"
     seeds.write_text("".join(f"Describe the colour of object number {n}.\n" for n in range(16)))
     return {
-        "run": {"name": "train", "seed": 5, "progress": False,
-                "inputs": [{"path": str(seeds)}]},
+        "run": {"name": "train", "seed": 5, "progress": False, "inputs": [{"path": str(seeds)}]},
         "llm": {"s": {"backend": "scripted", "options": {"plausible": True}}},
         "agents": {
             "pool": {"impl": "pool.rounds", "params": {"rounds": 1}},
             "evol": {"impl": "evol.wizardlm", "llm": "s", "concurrency": 4},
             "responder": {"impl": "respond.default", "llm": "s", "concurrency": 4},
             "eliminator": {"impl": "eliminate.wizardlm", "llm": "s", "concurrency": 4},
-            "trainer": {"impl": "trainer.sft", "params": {
-                "model_dir": str(model_dir), "eval_fraction": 0.2,
-                "train": {"max_steps": 6, "per_device_batch_size": 4, "max_length": 128,
-                          "learning_rate": 1e-3, "save_steps": None},
-                **trainer}},
+            "trainer": {
+                "impl": "trainer.sft",
+                "params": {
+                    "model_dir": str(model_dir),
+                    "eval_fraction": 0.2,
+                    "train": {
+                        "max_steps": 6,
+                        "per_device_batch_size": 4,
+                        "max_length": 128,
+                        "learning_rate": 1e-3,
+                        "save_steps": None,
+                    },
+                    **trainer,
+                },
+            },
         },
     }
 
