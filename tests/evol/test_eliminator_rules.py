@@ -258,7 +258,7 @@ def test_disabled_rules_do_not_run() -> None:
 
 def test_ruleset_is_configurable_from_plain_data() -> None:
     rules = RuleSet.model_validate(
-        {"sorry": {"max_words": 20}, "information_gain": {"enabled": False, "profile": "compact"}}
+        {"sorry": {"max_words": 20}, "information_gain": {"enabled": False}}
     )
     assert rules.sorry.max_words == 20
     assert not rules.information_gain.enabled
