@@ -68,8 +68,10 @@ __all__ = [
 
 REPORT_FILE = "report.html"
 
-#: Message kinds published right after an LLM call returned. Their timestamps give the shape of
-#: the calls/s curve (messages without a cause, e.g. the pool's round-0 steps, are not counted).
+#: Message kinds that mark one LLM call: published right after it (pipeline, eval) or as the
+#: request for it (Auto Evol's request/reply replies are not observed). Their timestamps give the
+#: shape of the calls/s curve; ``evol.*`` messages without a cause (the pool's round-0 steps)
+#: are not counted.
 LLM_RESULT_KINDS: frozenset[str] = frozenset(
     {
         "evol.evolved",
@@ -78,6 +80,9 @@ LLM_RESULT_KINDS: frozenset[str] = frozenset(
         "evol.rejected",
         "eval.answer",
         "eval.judged",
+        "autoevol.evolve_once",
+        "autoevol.answer_once",
+        "autoevol.analyze",
     }
 )
 
@@ -237,7 +242,8 @@ def _call_rate(db: sqlite3.Connection, total_calls: int) -> list[RatePoint]:
     marks = ",".join("?" * len(LLM_RESULT_KINDS))
     stamps: list[float] = []
     for row in db.execute(
-        f"SELECT created_at FROM messages WHERE causation_id IS NOT NULL AND kind IN ({marks})",
+        f"SELECT created_at FROM messages WHERE kind IN ({marks}) "
+        "AND (causation_id IS NOT NULL OR kind NOT LIKE 'evol.%')",
         sorted(LLM_RESULT_KINDS),
     ):
         moment = _parse_time(row["created_at"])
