@@ -10,7 +10,8 @@
   or any instruction file — and publishes one `EvalQuestion` per item (lineage root
   ``<benchmark>:<question id>``). Reference answers (MT-Bench math/reasoning/coding) and baseline
   answers from a file (FastChat ``model_answer`` format or ``{question_id, answer}``) ride along.
-  Items whose result is already stored are skipped, so ``resume`` finishes an interrupted eval.
+  Items every judge of the topology already judged are skipped, so ``resume`` finishes an
+  interrupted eval.
 - `eval.answer` answers every turn with the model under test (LLM slot ``default``; turn 2 sees
   turn 1 and its answer) and, when a ``baseline`` slot is bound and no baseline answers came from
   a file, with the baseline model. An LLM error after the retries gives an `EvalAnswer` with
@@ -260,7 +261,7 @@ def _store(agent: Agent[Any]) -> RecordStore | None:
 
 @register("eval.source")
 class EvalSourceAgent(Agent[EvalSourceParams]):
-    """Publishes a benchmark's questions (skipping those already judged, for resume)."""
+    """Publishes a benchmark's questions (skipping those every judge already judged: resume)."""
 
     role = "source"
 
@@ -269,13 +270,32 @@ class EvalSourceAgent(Agent[EvalSourceParams]):
         self.published = 0
         self.skipped = 0
 
-    async def run(self) -> None:
+    def _judges(self) -> set[str]:
+        """Names of the enabled judge agents of this topology (empty when unknown)."""
+        topology = self.context.settings.get("topology")
+        agents = getattr(topology, "agents", {})
+        return {
+            name
+            for name, spec in agents.items()
+            if getattr(spec, "enabled", True)
+            and str(getattr(spec, "impl", "")).startswith("judge.")
+        }
+
+    def _done(self) -> set[tuple[str, str]]:
+        """(benchmark, question id) of the items every judge already judged (turn 1)."""
         store = _store(self)
-        done: set[tuple[str, str]] = set()
-        if store is not None:
-            for _key, payload in store.records(ITEM_KIND):
-                if isinstance(payload, dict):
-                    done.add((str(payload.get("benchmark")), str(payload.get("question_id"))))
+        if store is None:
+            return set()
+        seen: dict[tuple[str, str], set[str]] = {}
+        for _key, payload in store.records(ITEM_KIND):
+            if isinstance(payload, dict) and payload.get("turn", 1) == 1:
+                item = (str(payload.get("benchmark")), str(payload.get("question_id")))
+                seen.setdefault(item, set()).add(str(payload.get("judge")))
+        judges = self._judges()
+        return {item for item, by in seen.items() if not judges or judges <= by}
+
+    async def run(self) -> None:
+        done = self._done()
         for question in self.questions:
             if self.context.stopping.is_set():
                 break
