@@ -58,9 +58,12 @@ TIMEOUT_BACKSTOP_S = 1.0
 DEFAULT_COMPLETION_ESTIMATE = 256
 
 
+_NO_DEFAULTS = GenerationParams()
+
+
 def merge_params(defaults: GenerationParams, params: GenerationParams) -> GenerationParams:
     """`params` over `defaults`: every field the caller set (or left non-default) wins."""
-    if defaults == GenerationParams():
+    if defaults is _NO_DEFAULTS or defaults == _NO_DEFAULTS:
         return params
     explicit = params.model_dump(exclude_unset=True)
     for name, field in GenerationParams.model_fields.items():
@@ -132,6 +135,7 @@ class ManagedClient:
         self._rpm = RateWindow(config.rpm, clock=self._clock) if config.rpm else None
         self._tpm = RateWindow(config.tpm, clock=self._clock) if config.tpm else None
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
+        self._no_defaults = config.defaults == _NO_DEFAULTS
         self._closed = False
 
     @property
@@ -151,7 +155,7 @@ class ManagedClient:
         """One completion; see the module docstring for the blocking and error contract."""
         if params.n != 1:
             raise BadRequestError("complete() returns one completion: use `sample` instead of n>1")
-        merged = merge_params(self.config.defaults, params)
+        merged = params if self._no_defaults else merge_params(self.config.defaults, params)
         if self._cache is None:
             return await self._call_with_deadline(messages, merged, caller)
         key = cache_key(self.config.backend, self.config.model, merged, messages, sample)

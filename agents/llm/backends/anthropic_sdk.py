@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,6 +64,7 @@ class AnthropicTransport:
             kw["top_p"] = params.top_p
         if params.stop:
             kw["stop_sequences"] = list(params.stop)
+        t0 = time.perf_counter()
         try:
             async with asyncio.timeout(timeout_s):
                 resp = await self._client.messages.create(
@@ -84,7 +86,7 @@ class AnthropicTransport:
             raise MalformedResponseError(self._where(f"unreadable response: {exc}")) from None
         except anthropic.AnthropicError as exc:
             raise MalformedResponseError(self._where(f"{type(exc).__name__}: {exc}")) from None
-        return self._completion(resp)
+        return self._completion(resp, time.perf_counter() - t0)
 
     def _where(self, what: str) -> str:
         return scrub(f"LLM backend 'anthropic' at {self.endpoint}: {what}", self._config)
@@ -100,7 +102,7 @@ class AnthropicTransport:
             exc.status_code, message, exc.response.headers, config=self._config, url=self.endpoint
         )
 
-    def _completion(self, resp: Any) -> Completion:
+    def _completion(self, resp: Any, latency_s: float) -> Completion:
         try:
             parts = [b.text for b in resp.content if getattr(b, "type", "") == "text"]
         except (AttributeError, TypeError) as exc:
@@ -117,6 +119,7 @@ class AnthropicTransport:
             completion_tokens=int(getattr(usage, "output_tokens", 0) or 0),
             backend=self.backend,
             model=str(getattr(resp, "model", "") or self.model),
+            latency_s=latency_s,
         )
 
     async def aclose(self) -> None:

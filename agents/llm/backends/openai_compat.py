@@ -12,6 +12,7 @@ POSTs `{endpoint}/chat/completions`; `endpoint` is the base URL including `/v1`.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,9 +43,12 @@ class OpenAICompatTransport:
         self._limit = max(config.concurrency + 8, 64)
         self._repeat_key = str(config.options.get("repeat_penalty_field", "repetition_penalty"))
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise UnavailableError(self._where("the transport is closed"))
         session = self._session
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit)
@@ -74,6 +78,7 @@ class OpenAICompatTransport:
         if params.repeat_penalty is not None:
             body[self._repeat_key] = params.repeat_penalty
         session = self._get_session()
+        t0 = time.perf_counter()
         try:
             async with session.post(
                 self._url, data=json.dumps(body), timeout=self._timeout(timeout_s)
@@ -89,9 +94,9 @@ class OpenAICompatTransport:
             raise error_from_status(
                 status, _error_message(raw), headers, config=self._config, url=self.endpoint
             )
-        return self._completion(raw)
+        return self._completion(raw, time.perf_counter() - t0)
 
-    def _completion(self, raw: bytes) -> Completion:
+    def _completion(self, raw: bytes, latency_s: float) -> Completion:
         try:
             data = json.loads(raw)
             choice = data["choices"][0]
@@ -112,9 +117,11 @@ class OpenAICompatTransport:
             completion_tokens=completion_tokens,
             backend=self.backend,
             model=str(data.get("model") or self.model),
+            latency_s=latency_s,
         )
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,6 +67,7 @@ class OpenAITransport:
         if params.repeat_penalty is not None:
             kw["extra_body"] = {"repetition_penalty": params.repeat_penalty}
         msgs: Any = [{"role": m.role, "content": m.content} for m in messages]
+        t0 = time.perf_counter()
         try:
             async with asyncio.timeout(timeout_s):
                 resp = await self._client.chat.completions.create(
@@ -83,7 +85,7 @@ class OpenAITransport:
             raise MalformedResponseError(self._where(f"unreadable response: {exc}")) from None
         except openai.OpenAIError as exc:
             raise MalformedResponseError(self._where(f"{type(exc).__name__}: {exc}")) from None
-        return self._completion(resp)
+        return self._completion(resp, time.perf_counter() - t0)
 
     def _where(self, what: str) -> str:
         return scrub(f"LLM backend 'openai' at {self.endpoint}: {what}", self._config)
@@ -103,7 +105,7 @@ class OpenAITransport:
             url=self.endpoint,
         )
 
-    def _completion(self, resp: Any) -> Completion:
+    def _completion(self, resp: Any, latency_s: float) -> Completion:
         try:
             choice = resp.choices[0]
             text = choice.message.content
@@ -120,6 +122,7 @@ class OpenAITransport:
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             backend=self.backend,
             model=str(getattr(resp, "model", "") or self.model),
+            latency_s=latency_s,
         )
 
     async def aclose(self) -> None:

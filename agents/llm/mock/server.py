@@ -361,6 +361,8 @@ class MockLLMServer:
         self._runner: web.AppRunner | None = None
         self._state: _State | None = None
         self.port = 0
+        #: how long `stop()` lets in-flight (e.g. hanging) requests finish before cancelling them
+        self.shutdown_timeout_s = 1.0
 
     @property
     def url(self) -> str:
@@ -395,7 +397,12 @@ class MockLLMServer:
 
     async def start(self) -> None:
         app, self._state = build_app(self._config)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        runner = web.AppRunner(
+            app,
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=self.shutdown_timeout_s,
+        )
         await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
