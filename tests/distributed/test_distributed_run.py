@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,11 +63,12 @@ def rows_by_status(run_dir: Path) -> dict[str, int]:
 
 
 def start_worker(
-    processes: Processes, config: Path, overrides: list[str], log: Path
+    processes: Processes, config: Path, overrides: list[str], log: Path, replicas: int = 1
 ) -> subprocess.Popen[str]:
+    work_dir = [] if replicas > 1 else ["--work-dir", str(log.parent / log.stem)]
     return processes.start(
         [PY, "-m", "runtime", "worker", str(config), *overrides, "--exit-when-done", *JSON_LOGS,
-         "--work-dir", str(log.parent / log.stem)],
+         "--replicas", str(replicas), *work_dir],
         log=log,
     )
 
@@ -86,11 +88,15 @@ def finish(process: subprocess.Popen[str], timeout: float = 120) -> str:
     return err
 
 
-def worker_report(log: Path) -> dict[str, object]:
-    for line in log.read_text(encoding="utf-8").splitlines():
-        if line.startswith("{") and json.loads(line).get("event") == "worker_finished":
-            return dict(json.loads(line))
-    raise AssertionError(f"no worker_finished in {log}:\n{log.read_text()[-3000:]}")
+def worker_reports(log: Path) -> list[dict[str, Any]]:
+    """The ``worker_finished`` events of the worker processes that logged to ``log``."""
+    reports = [
+        json.loads(line)
+        for line in log.read_text(encoding="utf-8").splitlines()
+        if line.startswith("{") and json.loads(line).get("event") == "worker_finished"
+    ]
+    assert reports, f"no worker_finished in {log}:\n{log.read_text()[-3000:]}"
+    return reports
 
 
 def test_workers_in_separate_processes_produce_the_single_process_dataset(
@@ -99,20 +105,19 @@ def test_workers_in_separate_processes_produce_the_single_process_dataset(
 ) -> None:
     config = evol_config(tmp_path / "evol.toml", mock_llm_url)
     overrides = nats_overrides(nats_server.url)
-    workers = [
-        start_worker(processes, config, overrides, tmp_path / f"worker{i}.log") for i in range(2)
-    ]
+    log = tmp_path / "workers.log"
+    workers = start_worker(processes, config, overrides, log, replicas=2)  # 2 processes
     run_dir = tmp_path / "run"
     coordinator = start_coordinator(processes, [str(config), "--run-dir", str(run_dir)],
                                     overrides)
     finish(coordinator)
-    for worker in workers:
-        assert worker.wait(timeout=60) == 0  # the coordinator's `done` stops them
+    assert workers.wait(timeout=60) == 0  # the coordinator's `done` stops both
     assert dataset_lines(run_dir) == reference["lines"]
     assert message_counts(run_dir) == reference["counts"]
     assert rows_by_status(run_dir) == {"done": 30}
-    delivered = [worker_report(tmp_path / f"worker{i}.log")["delivered"] for i in range(2)]
-    assert all(sum(d.values()) > 0 for d in delivered)  # type: ignore[attr-defined]
+    reports = worker_reports(log)
+    assert len(reports) == 2
+    assert all(sum(report["delivered"].values()) > 0 for report in reports)  # both worked
 
 
 def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
@@ -134,8 +139,8 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
     assert dataset_lines(run_dir) == reference["lines"]
     assert message_counts(run_dir) == reference["counts"]  # no step published twice
     assert rows_by_status(run_dir) == {"done": 30}
-    broker = worker_report(tmp_path / "survivor.log")["broker"]
-    assert broker["redelivered"] > 0  # type: ignore[index]  # what the dead one held
+    [survivor_report] = worker_reports(tmp_path / "survivor.log")
+    assert survivor_report["broker"]["redelivered"] > 0  # what the dead one held
 
 
 def test_a_restarted_coordinator_resumes_the_run(
