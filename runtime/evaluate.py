@@ -36,7 +36,12 @@ from agents.evol.operations import compose_instruction
 from agents.judge.calls import rate_difficulty, tag_instruction
 from agents.judge.metrics.contamination import ContaminationIndex, load_benchmark_items
 from agents.judge.metrics.difficulty import DifficultyRecord
-from agents.judge.metrics.embeddings import diversity, load_embedder, near_duplicates
+from agents.judge.metrics.embeddings import (
+    Embedder,
+    diversity,
+    load_embedder,
+    near_duplicates,
+)
 from agents.judge.metrics.tags import Tag
 from agents.judge.templates import load_templates
 from agents.judge.verdicts import Unparseable
@@ -110,6 +115,21 @@ def judge_backend(
         return BackendConfig.model_validate(table)
     except ValueError as exc:
         raise ConfigError(f"[llm.judge]: {exc}", file=path) from None
+
+
+class _MemoEmbedder:
+    """Embeds each distinct text once (diversity and near-duplicates embed the same texts)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._vectors: dict[str, list[float]] = {}
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            self._vectors.update(zip(missing, self.inner.embed(missing), strict=True))
+        return [self._vectors[t] for t in texts]
 
 
 def _accepted(store: RunStore, limit: int | None) -> list[tuple[str, int, str]]:
@@ -220,7 +240,7 @@ async def compute_quality(run_dir: Path, options: QualityOptions) -> QualityResu
                 f"{errors} failed calls, mean {mean}"
             )
         if texts:
-            embedder = load_embedder(options.embedder)
+            embedder = _MemoEmbedder(load_embedder(options.embedder))
             report = diversity(texts, embedder)
             pairs = near_duplicates(texts, embedder, threshold=options.duplicate_threshold)
             store.put_record(
