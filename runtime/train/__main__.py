@@ -77,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # --help and usage errors print before stdout is taken
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub from the training child
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     events = _take_stdout()
     logging.basicConfig(
         stream=sys.stderr,

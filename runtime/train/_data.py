@@ -29,6 +29,7 @@ __all__ = [
     "Example",
     "MicroBatch",
     "encode_conversation",
+    "encode_conversations",
     "make_batches",
     "read_chat_jsonl",
     "split_by_hash",
@@ -169,7 +170,8 @@ def _assistant_spans(
         if m["role"] != "assistant":
             continue
         prompt = _render(tokenizer, conv[:i], template, gen=True) if i else ""
-        upto = _render(tokenizer, conv[: i + 1], template, gen=False)
+        last = i == len(conv) - 1
+        upto = full if last else _render(tokenizer, conv[: i + 1], template, gen=False)
         if full.startswith(upto) and upto.startswith(prompt) and len(prompt) >= cursor:
             spans.append((len(prompt), len(upto)))
             cursor = len(upto)
@@ -195,17 +197,43 @@ def encode_conversation(
     head of the conversation; an example left with no label token is still returned (callers
     drop it: `n_label_tokens == 0`).
     """
-    text, spans = _assistant_spans(tokenizer, conv, template)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids: list[int] = list(enc["input_ids"])
-    offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
+    return encode_conversations(tokenizer, [conv], template, max_length)[0]
+
+
+def encode_conversations(
+    tokenizer: Any,
+    convs: Sequence[list[dict[str, str]]],
+    template: str,
+    max_length: int,
+    *,
+    chunk: int = 1024,
+) -> list[Example]:
+    """`encode_conversation` for many conversations, tokenising `chunk` texts per call (the
+    fast tokenizer's batch path: less Python overhead, parallel in Rust where allowed)."""
+    out: list[Example] = []
+    for start in range(0, len(convs), chunk):
+        rendered = [_assistant_spans(tokenizer, c, template) for c in convs[start : start + chunk]]
+        enc = tokenizer(
+            [text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True
+        )
+        for (_text, spans), ids, offsets in zip(
+            rendered, enc["input_ids"], enc["offset_mapping"], strict=True
+        ):
+            out.append(_label(list(ids), offsets, spans, max_length))
+    return out
+
+
+def _label(
+    ids: list[int], offsets: Sequence[Sequence[int]], spans: list[tuple[int, int]], max_length: int
+) -> Example:
     labels: list[int] = []
     si = 0
-    for tok, (start, _end) in zip(ids, offsets, strict=True):
-        while si < len(spans) and start >= spans[si][1]:
+    n_spans = len(spans)
+    for tok, offset in zip(ids, offsets, strict=True):
+        start = offset[0]
+        while si < n_spans and start >= spans[si][1]:
             si += 1
-        inside = si < len(spans) and spans[si][0] <= start < spans[si][1]
-        labels.append(tok if inside else -100)
+        labels.append(tok if si < n_spans and spans[si][0] <= start else -100)
     return Example(input_ids=ids[:max_length], labels=labels[:max_length])
 
 

@@ -46,7 +46,7 @@ from runtime.train._data import (
     FALLBACK_CHAT_TEMPLATE,
     Example,
     MicroBatch,
-    encode_conversation,
+    encode_conversations,
     make_batches,
     read_chat_jsonl,
     split_by_hash,
@@ -173,7 +173,7 @@ def _load_tokenizer(config: TrainConfig) -> tuple[Any, str]:
 def _encode(
     tokenizer: Any, template: str, convs: list[list[dict[str, str]]], max_length: int
 ) -> list[Example]:
-    out = [encode_conversation(tokenizer, c, template, max_length) for c in convs]
+    out = encode_conversations(tokenizer, convs, template, max_length)
     kept = [e for e in out if e.n_label_tokens > 0]
     if len(kept) < len(out):
         log.warning(

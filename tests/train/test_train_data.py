@@ -14,6 +14,7 @@ from runtime.train._data import (
     FALLBACK_CHAT_TEMPLATE,
     Example,
     encode_conversation,
+    encode_conversations,
     make_batches,
     read_chat_jsonl,
     split_by_hash,
@@ -62,6 +63,17 @@ def test_only_assistant_tokens_and_their_end_marker_are_labelled(
     assert all(t == -100 for t in ex.labels[:first])
     assert "Sort 3 1 2" in tokenizer.decode(ex.input_ids[:first])
     assert all(t in (-100, i) for t, i in zip(ex.labels, ex.input_ids, strict=True))
+
+
+def test_batched_encoding_equals_one_by_one(tokenizer: Any) -> None:
+    convs = [
+        CONV,
+        CONV[1:3],
+        CONV[:3],
+        [*CONV[1:3], {"role": "user", "content": "and?"}, {"role": "assistant", "content": "done"}],
+    ] * 3
+    batched = encode_conversations(tokenizer, convs, FALLBACK_CHAT_TEMPLATE, 64, chunk=5)
+    assert batched == [encode_conversation(tokenizer, c, FALLBACK_CHAT_TEMPLATE, 64) for c in convs]
 
 
 def test_non_prefix_stable_template_still_labels_the_reply_text(tokenizer: Any) -> None:
