@@ -134,16 +134,16 @@ async def test_every_seed_is_accounted_for_and_rule_counts_match_injected_faults
         form = forms[step["step_id"]]
         assert form is not None
         fate[form][step["rule"] or step["status"]] += 1
-    # (a) "#Rewritten Prompt#:\n<text>": the parser strips the label, so the instruction that
-    #     goes on is clean — rule 4 can never see this leak (FINDING: by design of the parser;
-    #     the dataset stays clean, but the mock's copy_prompt count is not rule 4's count).
-    assert "copies_evolving_prompt" not in fate[0]
-    assert fate[0]["accepted"] > 0
-    # (b) "Here is the rewritten prompt based on the given prompt: <text>" on ONE line: the
-    #     parser takes the whole line for a preamble and drops the instruction with it, so the
-    #     step is rejected as unparseable, never reaching rule 4 (FINDING: parser, see report).
-    assert set(fate[1]) == {"unparseable_evolution"}
-    assert rules["unparseable_evolution"] == fate[1]["unparseable_evolution"]
+    # (a) "#Rewritten Prompt#:\n<text>" and (b) "Here is the rewritten prompt based on the given
+    #     prompt: <text>": the parser removes the label / the inline preamble, so the instruction
+    #     that goes on is clean and rule 4 never sees these leaks (FINDING: by design of the
+    #     parser; the dataset stays clean, but the mock's copy_prompt count is not rule 4's
+    #     count). Their steps go on to be judged like any other.
+    for form in (0, 1):
+        assert "copies_evolving_prompt" not in fate[form], fate
+        assert "unparseable_evolution" not in fate[form], fate
+        assert fate[form]["accepted"] > 0
+    assert "unparseable_evolution" not in rules  # every mock evolution parses
     # (c) "Rewritten Prompt: <text> (the given prompt now has …)": the trailer survives parsing
     #     and rule 4 catches every one whose answer passed rules 2 and 3.
     assert fate[2]["copies_evolving_prompt"] > 0
@@ -162,7 +162,6 @@ async def test_every_seed_is_accounted_for_and_rule_counts_match_injected_faults
         faults["sorry"]
         + faults["stopwords"]
         + rules["no_information_gain"]
-        + fate[1]["unparseable_evolution"]
         + fate[2]["copies_evolving_prompt"]
     )
     assert sum(rules.values()) == explained
