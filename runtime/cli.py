@@ -6,7 +6,7 @@
     python -m runtime validate CONFIG [--set ...]
     python -m runtime agents                    (list agent implementations)
     python -m runtime report RUN_DIR            (re)write RUN_DIR/report.html
-    python -m runtime quality RUN_DIR [--llm CONFIG_OR_URL] [--benchmark FILE ...] [...]
+    python -m runtime quality RUN_DIR|DATASET [--llm CONFIG_OR_URL] [--benchmark FILE ...] [...]
     python -m runtime mock-llm [...]            (the mock OpenAI/Anthropic server)
     python -m runtime coordinator CONFIG [--run-dir DIR] [--set ...]   (run.bus.kind = "nats")
     python -m runtime coordinator --resume RUN_DIR [--set ...]
@@ -79,7 +79,11 @@ def _parser() -> argparse.ArgumentParser:
 
     quality = sub.add_parser("quality", help="data-quality metrics of a run (difficulty, tags, "
                              "diversity, contamination), stored and added to its report")
-    quality.add_argument("run_dir", type=Path)
+    quality.add_argument("run_dir", type=Path, metavar="RUN_DIR_OR_DATASET",
+                         help="a run directory, or a dataset file (.jsonl/.json)")
+    quality.add_argument("--out", type=Path,
+                         help="with a dataset file: where records and report go "
+                         "(default: <file stem>.quality/ next to it)")
     quality.add_argument("--llm", metavar="CONFIG_OR_URL",
                          help="judge backend: a TOML file with [llm.judge], or an "
                          "OpenAI-compatible base URL (default: the run's [llm.judge], if any)")
@@ -183,7 +187,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-    from runtime.evaluate import QualityOptions, compute_quality, judge_backend
+    from runtime.evaluate import QualityOptions, compute_quality, dataset_items, judge_backend
     from runtime.run import RESOLVED_CONFIG
 
     stored = args.run_dir / RESOLVED_CONFIG
@@ -201,7 +205,11 @@ def _quality(args: argparse.Namespace) -> int:
     if options.judge is None:
         print("no judge LLM (--llm, or [llm.judge] in the run's config): difficulty and tags "
               "skipped", file=sys.stderr)
-    result = anyio.run(compute_quality, args.run_dir, options)
+    target, items = args.run_dir, None
+    if args.run_dir.is_file():
+        items = dataset_items(args.run_dir, options.limit)
+        target = args.out or args.run_dir.with_name(args.run_dir.stem + ".quality")
+    result = anyio.run(lambda: compute_quality(target, options, items=items))
     print(f"{result.items} instructions: {', '.join(result.computed) or 'nothing computed'}",
           file=sys.stderr)
     for line in result.lines:

@@ -1,4 +1,7 @@
-"""Data-quality metrics of a finished run: ``python -m runtime quality RUN_DIR ...``.
+"""Data-quality metrics of a run or a dataset: ``python -m runtime quality RUN_DIR|FILE ...``.
+
+A dataset file (an export, or any Alpaca/chat JSONL) is measured the same way; its records,
+cache and report go to ``--out`` (default ``<file stem>.quality/`` next to it).
 
 `compute_quality` reads the run's accepted steps (every round, seeds included), computes
 
@@ -22,6 +25,7 @@ no ``--llm``, the run's own ``[llm.judge]`` when its config has one.
 
 from __future__ import annotations
 
+import json
 import time
 import tomllib
 from collections.abc import Sequence
@@ -51,11 +55,17 @@ from agents.llm.errors import LLMError
 from agents.llm.factory import build_client
 from agents.llm.types import LLMClient
 from agents.llm.usage import UsageRecorder
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, InputDataError
 from runtime.report.build import write_run_report
 from runtime.store import STORE_FILE, RunStore
 
-__all__ = ["QualityOptions", "QualityResult", "compute_quality", "judge_backend"]
+__all__ = [
+    "QualityOptions",
+    "QualityResult",
+    "compute_quality",
+    "dataset_items",
+    "judge_backend",
+]
 
 _log = structlog.get_logger("runtime.quality")
 JUDGE_CALLER = "quality.judge"
@@ -193,13 +203,64 @@ async def _judge_items(
     )
 
 
-async def compute_quality(run_dir: Path, options: QualityOptions) -> QualityResult:
+def dataset_items(path: Path, limit: int | None = None) -> list[tuple[str, int, str]]:
+    """``(item id, round, instruction text)`` of a dataset file: our exports (Alpaca or chat,
+    with the ``round`` and ``step_id`` lineage columns), any Alpaca-style ``.jsonl``/``.json``
+    (``instruction`` + ``input``), or chat records (the first user message). Records without a
+    round count as round 0; ``limit`` applies per round. Raises InputDataError when a record has
+    no instruction or the file is not JSON."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        is_list = path.suffix == ".json"
+        records = (
+            json.loads(text)
+            if is_list
+            else [json.loads(line) for line in text.splitlines() if line.strip()]
+        )
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"cannot read the dataset: {exc}", file=path) from None
+    items: list[tuple[str, int, str]] = []
+    per_round: dict[int, int] = {}
+    for index, rec in enumerate(records if isinstance(records, list) else []):
+        body: str | None = None
+        if isinstance(rec, dict) and isinstance(rec.get("instruction"), str):
+            body = compose_instruction(rec["instruction"], str(rec.get("input") or ""))
+        elif isinstance(rec, dict) and isinstance(rec.get("messages"), list):
+            body = next(
+                (
+                    str(m.get("content", ""))
+                    for m in rec["messages"]
+                    if isinstance(m, dict) and m.get("role") == "user"
+                ),
+                None,
+            )
+        if body is None:
+            raise InputDataError(
+                f"record {index + 1} has no instruction or user message", file=path
+            )
+        rnd = int(rec.get("round") or 0)
+        if limit is not None and per_round.get(rnd, 0) >= limit:
+            continue
+        per_round[rnd] = per_round.get(rnd, 0) + 1
+        items.append((str(rec.get("step_id") or f"row-{index + 1}"), rnd, body))
+    return items
+
+
+async def compute_quality(
+    run_dir: Path,
+    options: QualityOptions,
+    *,
+    items: list[tuple[str, int, str]] | None = None,
+) -> QualityResult:
     """Compute, store and report the metrics of ``run_dir`` (see the module docstring).
 
-    Raises ConfigError when ``run_dir`` is not a run or a benchmark file is missing; an LLM call
-    that fails after its retries only drops that item (counted in the result's lines).
+    With ``items`` (e.g. `dataset_items` of a dataset file) those are measured instead of the
+    run's accepted steps, and ``run_dir`` (created if needed) only receives the records, the
+    cache and the report. Raises ConfigError when ``run_dir`` is not a run (and no items are
+    given) or a benchmark file is missing; an LLM call that fails after its retries only drops
+    that item (counted in the result's lines).
     """
-    if not (run_dir / STORE_FILE).is_file():
+    if items is None and not (run_dir / STORE_FILE).is_file():
         raise ConfigError(f"not a run directory (no {STORE_FILE})", file=run_dir)
     for bench in options.benchmarks:
         if not bench.is_file():
@@ -207,7 +268,8 @@ async def compute_quality(run_dir: Path, options: QualityOptions) -> QualityResu
     result = QualityResult()
     store = RunStore(run_dir / STORE_FILE)
     try:
-        items = _accepted(store, options.limit)
+        if items is None:
+            items = _accepted(store, options.limit)
         result.items = len(items)
         texts = [text for _, _, text in items]
         if options.judge is not None and items:

@@ -137,7 +137,7 @@ def _summary(
     started = _parse_time(attempts[0]["started_at"]) if attempts else None
     wall = sum(float(a["wall_s"] or 0.0) for a in attempts) if attempts else None
     last = attempts[-1] if attempts else None
-    status = (last["status"] if last is not None else None) or "unfinished"
+    status = "no run recorded" if last is None else (last["status"] or "unfinished")
     dead = int(db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
     seeds = int(db.execute("SELECT COUNT(*) FROM seeds").fetchone()[0])
     out = int(db.execute("SELECT COUNT(*) FROM steps WHERE status = 'accepted'").fetchone()[0])

@@ -184,7 +184,7 @@ def test_lambda_records_of_auto_evol_are_drawn(tmp_path: Path) -> None:
     ]
     html = write_run_report(run_dir).read_text(encoding="utf-8")
     assert '<section id="lambda">' in html
-    assert data.summary.exit_status == "unfinished"
+    assert data.summary.exit_status == "no run recorded"
 
 
 async def test_report_command_rewrites_the_page(tmp_path: Path) -> None:
@@ -196,3 +196,41 @@ async def test_report_command_rewrites_the_page(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(tmp_path / "report.html")
     assert (tmp_path / "report.html").is_file()
+
+
+async def test_quality_of_a_dataset_file(tmp_path: Path, mock_server: MockLLMServer) -> None:
+    dataset = tmp_path / "data.jsonl"
+    rows = [
+        {"instruction": "Name three rivers in Africa.", "input": "", "round": 0},
+        {"instruction": "Name three rivers in Africa and give each one's length.", "round": 1},
+        {
+            "messages": [
+                {"role": "user", "content": "Write a haiku about rain."},
+                {"role": "assistant", "content": "..."},
+            ]
+        },
+    ]
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    done = await run_cli(
+        "quality",
+        str(dataset),
+        "--llm",
+        mock_server.openai_url,
+        "--model",
+        "mock-model",
+        "--embedder",
+        "hashed",
+    )
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "data.quality"
+    assert Path(done.stdout.strip()) == out / "report.html"
+    data = build_report_data(out)
+    assert [(r.round, r.n) for r in data.difficulty_by_round] == [(0, 2), (1, 1)]
+    assert data.quality is not None
+    assert data.quality.diversity is not None
+    assert data.quality.diversity.n == 3
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "no instruction"}\n', encoding="utf-8")
+    refused = await run_cli("quality", str(bad))
+    assert refused.returncode == 2
+    assert "record 1 has no instruction" in refused.stderr
