@@ -326,9 +326,9 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
     def to_dev(rows: list[list[int]]) -> Any:
         return torch.tensor(rows, dtype=torch.long, device=device)
 
-    def forward_loss_sum(mb: MicroBatch) -> Any:
+    def forward_loss_sum(mb: MicroBatch, net: Any) -> Any:
         with autocast():
-            out = model(
+            out = net(
                 input_ids=to_dev(mb.input_ids),
                 attention_mask=to_dev(mb.attention_mask),
                 position_ids=to_dev(mb.position_ids),
@@ -352,7 +352,7 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
     def evaluate() -> float | None:
         if not eval_ex:
             return None
-        model.eval()
+        raw_model.eval()
         loss_sum, n = 0.0, 0.0
         batches = make_batches(
             eval_ex,
@@ -365,9 +365,11 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
         )
         with torch.no_grad():
             for mb in batches[dist.rank :: world]:
-                loss_sum += float(forward_loss_sum(mb))
+                # the unwrapped model: DDP's forward would sync buffers, and ranks may run
+                # different numbers of eval batches
+                loss_sum += float(forward_loss_sum(mb, raw_model))
                 n += mb.n_label_tokens
-        model.train()
+        raw_model.train()
         loss_sum, n = all_sum(loss_sum, n)
         eval_loss = loss_sum / max(n, 1.0)
         emit_main(EvalEvent(step=step, eval_loss=eval_loss))
@@ -402,7 +404,7 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
                     sync = world == 1 or k == len(group) - 1
                     ctx = contextlib.nullcontext() if sync else model.no_sync()
                     with ctx:
-                        loss_sum = forward_loss_sum(mb)
+                        loss_sum = forward_loss_sum(mb, model)
                         (loss_sum * (world / max(n_label, 1.0))).backward()
                     win_loss += float(loss_sum.detach())
                     win_seen += mb.n_label_tokens
