@@ -31,6 +31,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "agents.judge.eval_agents",
     "agents.judge.agent",
     "agents.trainer.agent",
+    "agents.trainer.evaluate",
 )
 
 _IMPLEMENTATIONS: dict[str, type[Agent[Any]]] = {}
