@@ -61,7 +61,7 @@ class AdaptiveLimiter:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for w in self._waiters if not w.done())
+        return len(self._waiters)
 
     async def acquire(self) -> None:
         """Wait for a slot (FIFO). Raises CancelledError if cancelled while waiting."""
@@ -75,28 +75,31 @@ class AdaptiveLimiter:
             await fut
         except BaseException:
             if fut.done() and not fut.cancelled():
-                # we were granted a slot but are leaving: hand it on
-                self.release()
+                self.release()  # we were granted a slot but are leaving: hand it on
             else:
                 fut.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
             raise
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(fut)
 
     def _take(self) -> None:
         self._in_flight += 1
-        self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        if self._in_flight > self.peak_in_flight:
+            self.peak_in_flight = self._in_flight
 
     def release(self) -> None:
         """Return a slot and wake waiters that now fit."""
         self._in_flight -= 1
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     def _wake(self) -> None:
-        for fut in self._waiters:
-            if self._in_flight >= self.limit:
-                break
+        """Grant slots to the oldest waiters while the limit allows (granted ones leave the
+        queue at once, so waking is O(granted))."""
+        waiters = self._waiters
+        limit = self.limit
+        while waiters and self._in_flight < limit:
+            fut = waiters.popleft()
             if not fut.done():
                 self._take()
                 fut.set_result(None)
