@@ -9,6 +9,21 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def require_nats() -> None:
+    """Skip the calling test module unless nats-py and a nats-server binary are installed."""
+    import pytest
+
+    pytest.importorskip(
+        "nats", reason="nats-py not installed: pip install 'evolagents[distributed]'"
+    )
+    from bus.nats import NatsServerNotFound, find_nats_server
+
+    try:
+        find_nats_server()
+    except NatsServerNotFound as exc:
+        pytest.skip(str(exc), allow_module_level=True)
 SEEDS = REPO / "seeds" / "general.jsonl"
 
 

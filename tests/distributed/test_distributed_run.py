@@ -20,14 +20,18 @@ from typing import Any
 
 import pytest
 
-from bus.nats import NatsBus, NatsServer, free_ports
 from tests.distributed._support import (
     Processes,
     dataset_lines,
     evol_config,
     nats_overrides,
+    require_nats,
     wait_for_event,
 )
+
+require_nats()
+
+from bus.nats import NatsBus, NatsServer, free_ports  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -16,8 +16,12 @@ import pytest
 
 from bus.errors import NoReplyError, NoSubscriberError, RequestFailedError, RequestTimeoutError
 from bus.message import DeadLetter, Message
-from bus.nats import NatsBus, NatsServer, RemoteHandlerError
-from bus.protocol import AgentEndpoint, Envelope, Route
+from tests.distributed._support import require_nats
+
+require_nats()
+
+from bus.nats import NatsBus, NatsServer, RemoteHandlerError  # noqa: E402
+from bus.protocol import AgentEndpoint, Envelope, Route  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
