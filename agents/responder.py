@@ -57,17 +57,7 @@ class ResponderAgent(Agent[ResponderParams]):
             )
         except LLMError as exc:
             self.failed += 1
-            await self.publish(
-                StepFailed.caused_by(
-                    message,
-                    seed_id=step.seed_id,
-                    round=step.round,
-                    stage="respond",
-                    error_type=exc.kind,
-                    error=str(exc),
-                    step=step,
-                )
-            )
+            await self.publish(StepFailed.of(message, step, "respond", exc))
             return
         answered = step.model_copy(update={"response": text})
         await self.publish(Answered.caused_by(message, step=answered))

@@ -101,17 +101,7 @@ class EliminatorAgent(Agent[EliminatorParams]):
         try:
             completion = await llm.complete(prompt, params, caller=self.name)
         except LLMError as exc:
-            await self.publish(
-                StepFailed.caused_by(
-                    message,
-                    seed_id=step.seed_id,
-                    round=step.round,
-                    stage="eliminate",
-                    error_type=exc.kind,
-                    error=str(exc),
-                    step=step,
-                )
-            )
+            await self.publish(StepFailed.of(message, step, "eliminate", exc))
             return None
         answer = parse_equality_answer(completion.text)
         if answer is EqualityAnswer.UNPARSEABLE:

@@ -95,17 +95,7 @@ class EvolAgent(Agent[EvolParams]):
             completion = await llm.complete(messages, params, caller=self.name)
         except LLMError as exc:
             self.failed += 1
-            await self.publish(
-                StepFailed.caused_by(
-                    request,
-                    seed_id=request.seed_id,
-                    round=request.round,
-                    stage="evolve",
-                    error_type=exc.kind,
-                    error=str(exc),
-                    step=step,
-                )
-            )
+            await self.publish(StepFailed.of(request, step, "evolve", exc))
             return
         if request.method_text is not None:
             child = parse_final_instruction(completion.text)

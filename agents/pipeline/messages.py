@@ -18,6 +18,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from agents.llm.errors import LLMError
 from bus.message import Message, Notice
 
 __all__ = [
@@ -131,6 +132,19 @@ class StepFailed(RowOutcome):
     error_type: str
     error: str
     step: Step | None = None
+
+    @classmethod
+    def of(cls, cause: Message, step: Step, stage: str, error: LLMError) -> StepFailed:
+        """The failure of ``step`` at ``stage``, caused by ``cause``, from a typed LLM error."""
+        return cls.caused_by(
+            cause,
+            seed_id=step.seed_id,
+            round=step.round,
+            stage=stage,
+            error_type=error.kind,
+            error=str(error),
+            step=step,
+        )
 
 
 class PoolFinished(Notice):
