@@ -91,8 +91,12 @@ class TrainerAgent(Agent[TrainerParams]):
         step = message.step
         if step.round < self.params.min_round or not step.response:
             return
-        row = {"id": step.step_id, "instruction": step.instruction, "input": step.input,
-               "response": step.response}
+        row = {
+            "id": step.step_id,
+            "instruction": step.instruction,
+            "input": step.input,
+            "response": step.response,
+        }
         self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._file.flush()
         self.rows += 1
@@ -125,8 +129,9 @@ class TrainerAgent(Agent[TrainerParams]):
         number = self.trainings
         rows = self.rows
         out = self.dir / f"training-{number:02d}"
-        shards = write_shards(_read_rows(self.rows_path), out / "data", self.params.eval_fraction,
-                              self.context.seed)
+        shards = write_shards(
+            _read_rows(self.rows_path), out / "data", self.params.eval_fraction, self.context.seed
+        )
         config = {
             "model_dir": str(self.params.model_dir.resolve()),
             "train_files": [str(p) for p in shards.train_files],
@@ -135,22 +140,40 @@ class TrainerAgent(Agent[TrainerParams]):
             "seed": self.context.seed,
             **self.params.train,
         }
-        await self.publish(TrainingStarted(training=number, rows_train=shards.num_train,
-                                           rows_eval=shards.num_eval, output_dir=str(out)))
+        await self.publish(
+            TrainingStarted(
+                training=number,
+                rows_train=shards.num_train,
+                rows_eval=shards.num_eval,
+                output_dir=str(out),
+            )
+        )
         self.log.info("training_started", training=number, rows=rows)
-        async with TrainingProcess(config, launch=self.params.launch,
-                                   config_file=out / "train_config.json") as process:
+        async with TrainingProcess(
+            config, launch=self.params.launch, config_file=out / "train_config.json"
+        ) as process:
             async for event in process.events():
                 if isinstance(event, StepEvent):
                     self.step, self.total_steps = event.step, event.total_steps
-                    await self.publish(TrainingProgress(
-                        training=number, step=event.step, total_steps=event.total_steps,
-                        loss=event.loss, tokens_per_s=event.tokens_per_s,
-                        gpu_mem_gb=event.gpu_mem_gb))
+                    await self.publish(
+                        TrainingProgress(
+                            training=number,
+                            step=event.step,
+                            total_steps=event.total_steps,
+                            loss=event.loss,
+                            tokens_per_s=event.tokens_per_s,
+                            gpu_mem_gb=event.gpu_mem_gb,
+                        )
+                    )
                 elif isinstance(event, EvalEvent):
-                    await self.publish(TrainingProgress(
-                        training=number, step=event.step, total_steps=self.total_steps or 0,
-                        eval_loss=event.eval_loss))
+                    await self.publish(
+                        TrainingProgress(
+                            training=number,
+                            step=event.step,
+                            total_steps=self.total_steps or 0,
+                            eval_loss=event.eval_loss,
+                        )
+                    )
                 elif isinstance(event, CheckpointEvent | DoneEvent):
                     self.log.info("training_event", training=number, kind=event.event)
             result = await process.wait()
@@ -158,28 +181,54 @@ class TrainerAgent(Agent[TrainerParams]):
         store = self.context.services.get("store")
         if result.status == "done" and result.done is not None:
             done = result.done
-            await self.publish(TrainingDone(
-                training=number, output_dir=done.output_dir, steps=done.steps,
-                final_loss=done.final_loss, eval_loss=done.eval_loss, wall_s=done.wall_s,
-                adapter=done.adapter))
+            await self.publish(
+                TrainingDone(
+                    training=number,
+                    output_dir=done.output_dir,
+                    steps=done.steps,
+                    final_loss=done.final_loss,
+                    eval_loss=done.eval_loss,
+                    wall_s=done.wall_s,
+                    adapter=done.adapter,
+                )
+            )
             if store is not None:
-                store.put_record("training", f"training-{number:02d}", {
-                    "status": "done", "rows": rows, **done.model_dump(mode="json")})
+                store.put_record(
+                    "training",
+                    f"training-{number:02d}",
+                    {"status": "done", "rows": rows, **done.model_dump(mode="json")},
+                )
             return True
-        await self.publish(TrainingFailed(
-            training=number, returncode=result.returncode, error=result.message,
-            stderr_tail=tuple(result.stderr_tail[-20:])))
+        await self.publish(
+            TrainingFailed(
+                training=number,
+                returncode=result.returncode,
+                error=result.message,
+                stderr_tail=tuple(result.stderr_tail[-20:]),
+            )
+        )
         if store is not None:
-            store.put_record("training", f"training-{number:02d}", {
-                "status": "failed", "rows": rows, "returncode": result.returncode,
-                "error": result.message, "stderr_tail": result.stderr_tail[-20:]})
+            store.put_record(
+                "training",
+                f"training-{number:02d}",
+                {
+                    "status": "failed",
+                    "rows": rows,
+                    "returncode": result.returncode,
+                    "error": result.message,
+                    "stderr_tail": result.stderr_tail[-20:],
+                },
+            )
         self.log.error("training_failed", training=number, error=result.message)
         return False
 
     def progress(self) -> AgentProgress:
         if self.total_steps:
-            return AgentProgress(label=f"training {self.trainings} steps", completed=self.step,
-                                 total=self.total_steps)
+            return AgentProgress(
+                label=f"training {self.trainings} steps",
+                completed=self.step,
+                total=self.total_steps,
+            )
         return AgentProgress(label="rows for training", completed=self.rows)
 
 
