@@ -129,8 +129,11 @@ class TrainerAgent(Agent[TrainerParams]):
         number = self.trainings
         rows = self.rows
         out = self.dir / f"training-{number:02d}"
-        shards = write_shards(
-            _read_rows(self.rows_path), out / "data", self.params.eval_fraction, self.context.seed
+        shards = await anyio.to_thread.run_sync(  # file I/O: keep the event loop free
+            lambda: write_shards(
+                _read_rows(self.rows_path), out / "data", self.params.eval_fraction,
+                self.context.seed,
+            )
         )
         config = {
             "model_dir": str(self.params.model_dir.resolve()),
