@@ -209,3 +209,19 @@ def test_cli_rejects_a_bad_config(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["--fault", "rate_limited=2"]) == 2
     assert "invalid configuration" in capsys.readouterr().err
+
+
+def test_latency_distributions_are_seeded_and_bounded() -> None:
+    import random
+
+    from agents.llm.mock import LatencyConfig
+
+    uniform = LatencyConfig(kind="uniform", low_s=0.1, high_s=0.3)
+    draws = [uniform.draw(random.Random(i)) for i in range(200)]
+    assert all(0.1 <= d <= 0.3 for d in draws)
+    lognormal = LatencyConfig(kind="lognormal", value_s=0.2, sigma=0.5)
+    a = [lognormal.draw(random.Random(7)) for _ in range(3)]
+    assert a == [lognormal.draw(random.Random(7)) for _ in range(3)]
+    many = sorted(lognormal.draw(r) for r in [random.Random(9)] for _ in range(2001))
+    assert 0.15 < many[1000] < 0.27  # the median is value_s
+    assert LatencyConfig(kind="fixed", value_s=0.05).draw(random.Random()) == 0.05
