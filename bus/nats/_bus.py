@@ -294,7 +294,12 @@ class NatsBus:
         except Exception as exc:
             raise BusError(f"cannot connect to NATS at {', '.join(self._servers)}: {exc}") from exc
         self._js = self._nc.jetstream(timeout=5.0)
-        await self._retrying("create stream", self._ensure_stream)
+        try:
+            await self._retrying("create stream", self._ensure_stream)
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self._nc.close()
+            raise
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         for slot in self._agents.values():
@@ -489,9 +494,10 @@ class NatsBus:
         *,
         subject: str | None = None,
         msg_id: str | None = None,
+        internal: bool = False,
     ) -> None:
         scope = _SCOPE.get()
-        if self._closed and scope is None:
+        if self._closed and scope is None and not internal:
             raise BusClosedError(f"bus closed: cannot publish {message.kind}")
         await self._provision()
         if msg_id is None:
@@ -733,6 +739,7 @@ class NatsBus:
             {},
             subject=orphan_dead_letter_subject(self._stream) if orphan else None,
             msg_id=dedupe_id("dead", message.id, slot.endpoint.name),
+            internal=True,  # a handler that failed while the bus closes still leaves its letter
         )
 
     def _keep_dead_letter(self, dead: DeadLetter) -> None:

@@ -14,7 +14,13 @@ from typing import Any, Literal
 import anyio
 import pytest
 
-from bus.errors import NoReplyError, NoSubscriberError, RequestFailedError, RequestTimeoutError
+from bus.errors import (
+    BusClosedError,
+    NoReplyError,
+    NoSubscriberError,
+    RequestFailedError,
+    RequestTimeoutError,
+)
 from bus.message import DeadLetter, Message
 from tests.distributed._support import require_nats
 
@@ -360,3 +366,37 @@ async def test_the_monitor_observes_every_message_and_flushes_before_acking(
         stats = worker.statistics().agents["worker"]
         assert stats.delivered == 50
         assert stats.peak_in_flight <= 4
+
+
+async def test_close_stops_fetching_but_lets_handlers_in_flight_finish_and_publish(
+    nats_server: NatsServer,
+) -> None:
+    async with buses(nats_server) as open_bus:
+        started, release = anyio.Event(), anyio.Event()
+        done: list[int] = []
+
+        async def slow_relay(job: Job) -> None:
+            started.set()
+            await release.wait()
+            await worker.publish(Done(n=job.n))  # after close(): allowed inside a handler
+
+        async def on_done(message: Done) -> None:
+            done.append(message.n)
+
+        relay = AgentEndpoint("relay", [Route(Job, slow_relay)])
+        sink_endpoint = AgentEndpoint("sink", [Route(Done, on_done)])
+        sink = await open_bus()
+        sink.attach(sink_endpoint)
+        sink.declare(relay)
+        worker = await open_bus()
+        worker.declare(sink_endpoint)
+        worker.attach(relay)
+        await sink.publish(Job(n=9))
+        await started.wait()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.close)  # a graceful worker stop while the handler runs
+            release.set()
+        await sink.drain()
+        assert done == [9]
+        with pytest.raises(BusClosedError):
+            await worker.publish(Job(n=10))
