@@ -116,6 +116,8 @@ __all__ = ["MONITOR_CONSUMER", "NatsBus", "RemoteHandlerError"]
 _log = structlog.get_logger("bus.nats")
 
 MONITOR_CONSUMER = "monitor"
+#: How often the monitor refreshes the consumers' backlogs for `statistics()`.
+STATISTICS_INTERVAL_S = 1.0
 #: A batch fetch waits to fill its batch until this timeout: keep the monitor's short.
 _MONITOR_FETCH_S = 0.1
 _DONE = b"done"
@@ -270,7 +272,7 @@ class NatsBus:
         self._idle.set()
         self._loops = 0
         self._loops_done = anyio.Event()
-        self._idle_fetches: set[anyio.CancelScope] = set()
+        self._cancel_on_close: set[anyio.CancelScope] = set()
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._task_group: TaskGroup | None = None
@@ -306,6 +308,7 @@ class NatsBus:
             self._start_consuming(slot)
         if self._monitor:
             self._start_loop(self._monitor_loop, name="nats-monitor")
+            self._start_loop(self._refresh_statistics, name="nats-statistics")
         return self
 
     async def __aexit__(
@@ -370,7 +373,7 @@ class NatsBus:
         of them anyway is not acked, so it is redelivered elsewhere after ``ack_wait_s``.
         """
         self._closed = True
-        for scope in list(self._idle_fetches):
+        for scope in list(self._cancel_on_close):
             scope.cancel()
         if self._loops:
             await self._loops_done.wait()
@@ -589,11 +592,11 @@ class NatsBus:
                 messages = []
                 try:
                     with anyio.CancelScope() as waiting:
-                        self._idle_fetches.add(waiting)
+                        self._cancel_on_close.add(waiting)
                         try:
                             messages = await subscription.fetch(1, timeout=self._fetch_timeout_s)
                         finally:
-                            self._idle_fetches.discard(waiting)
+                            self._cancel_on_close.discard(waiting)
                 except nats.errors.TimeoutError:
                     continue
                 except _TRANSIENT as exc:
@@ -850,6 +853,23 @@ class NatsBus:
                     return
             await anyio.sleep(self._drain_poll_s)
 
+    async def _refresh_statistics(self) -> None:
+        """On the monitor: poll every consumer's backlog each ``STATISTICS_INTERVAL_S`` so that
+        `statistics()` (the progress display) shows queue depths while the run goes."""
+        while not self._closed:
+            with anyio.CancelScope() as waiting:
+                self._cancel_on_close.add(waiting)
+                try:
+                    await anyio.sleep(STATISTICS_INTERVAL_S)
+                finally:
+                    self._cancel_on_close.discard(waiting)
+            if self._closed:
+                return
+            try:
+                await self._poll_consumers()
+            except Exception as exc:  # statistics are best effort
+                _log.debug("nats_statistics_failed", error=f"{type(exc).__name__}: {exc}")
+
     async def _last_sequence(self) -> int:
         info = await self._require_js().stream_info(self._stream)
         return int(info.state.last_seq)
@@ -917,7 +937,8 @@ class NatsBus:
         return self._stream
 
     def statistics(self) -> BusStatistics:
-        """Local counters; ``queued`` is each consumer's backlog as last polled by `drain`."""
+        """Local counters; ``queued`` is each consumer's backlog as last polled (every
+        ``STATISTICS_INTERVAL_S`` on the monitor, and by `drain`)."""
         agents = {name: slot.statistics() for name, slot in self._agents.items()}
         backlog = sum(slot.queued for slot in self._agents.values())
         return BusStatistics(

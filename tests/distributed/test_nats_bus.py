@@ -400,3 +400,17 @@ async def test_close_stops_fetching_but_lets_handlers_in_flight_finish_and_publi
         assert done == [9]
         with pytest.raises(BusClosedError):
             await worker.publish(Job(n=10))
+
+
+async def test_the_monitor_reports_each_agents_backlog_while_the_run_goes(
+    nats_server: NatsServer,
+) -> None:
+    async with buses(nats_server) as open_bus:
+        coordinator = await open_bus(monitor=True)
+        coordinator.declare(job_sink("worker", []))  # no replica runs yet
+        for n in range(5):
+            await coordinator.publish(Job(n=n))
+        with anyio.fail_after(10):
+            while coordinator.statistics().agents["worker"].queued != 5:  # noqa: ASYNC110
+                await anyio.sleep(0.05)  # the statistics refresh polls the broker
+        assert coordinator.statistics().pending >= 5
