@@ -1,7 +1,7 @@
 """Evol-Instruct throughput and memory: the whole pipeline against the mock LLM server.
 
     python bench/evol_throughput.py throughput [--seeds 800] [--rounds 4] [--latency-ms 200]
-                                               [--cap 64]
+                                               [--cap 64] [--no-cache]
     python bench/evol_throughput.py rss [--sizes 5000,20000,50000] [--rounds 1]
 
 Both start the mock server in its own process (`agents.llm.mock`) and run the pipeline as
@@ -55,7 +55,9 @@ def write_seeds(path: Path, count: int) -> Path:
     return path
 
 
-def write_config(path: Path, seeds: Path, url: str, *, rounds: int, cap: int) -> Path:
+def write_config(
+    path: Path, seeds: Path, url: str, *, rounds: int, cap: int, cache: bool = True
+) -> Path:
     stage = f'concurrency = {cap}\nmailbox = 1024\nllm = "mock"'
     path.write_text(
         f"""
@@ -72,6 +74,7 @@ model = "mock"
 endpoints = ["{url}"]
 concurrency = {cap}
 timeout_s = 60.0
+cache = {"true" if cache else "false"}
 
 [agents.pool]
 impl = "pool.rounds"
@@ -135,6 +138,12 @@ async def run_once(mock: MockProcess, config: Path, run_dir: Path) -> RunResult:
     return RunResult(wall, cpu, usage.ru_maxrss / 1024, final, samples, in_flight)
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def steady_rate(samples: list[tuple[float, int]]) -> float:
     """Calls/s between the samples where 10% and 90% of the calls had completed."""
     total = samples[-1][1]
@@ -152,12 +161,15 @@ async def throughput(args: argparse.Namespace) -> None:
         seeds = write_seeds(work / "seeds.jsonl", args.seeds)
         async with spawn_mock_server(config) as mock:
             cfg = write_config(work / "bench.toml", seeds, mock.openai_url, rounds=args.rounds,
-                               cap=args.cap)  # fmt: skip
+                               cap=args.cap, cache=not args.no_cache)  # fmt: skip
+            mock_cpu = process_cpu_s(mock.process.pid)
             result = await run_once(mock, cfg, work / "run")
+            mock_cpu = process_cpu_s(mock.process.pid) - mock_cpu
             peak = (await mock.stats()).peak_in_flight
     overall = result.calls / result.wall_s
     steady = steady_rate(result.samples)
     print(f"seeds={args.seeds} rounds={args.rounds} L={args.latency_ms:g}ms C={args.cap} "
+          f"response cache={'off' if args.no_cache else 'on'} "
           f"ceiling C/L={ceiling:.0f} calls/s")  # fmt: skip
     print(f"wall={result.wall_s:.1f}s calls={result.calls} rows/s={args.seeds / result.wall_s:.1f}")
     print(f"calls/s overall={overall:.1f} (ratio {overall / ceiling:.3f}), "
@@ -167,7 +179,9 @@ async def throughput(args: argparse.Namespace) -> None:
     print(f"mean requests in flight at the mock (middle 80% of samples)="
           f"{sum(middle) / max(1, len(middle)):.1f}")  # fmt: skip
     print(f"run process: cpu={result.cpu_s:.1f}s ({1000 * result.cpu_s / result.calls:.2f} ms/call)"
-          f", peak RSS={result.max_rss_mb:.0f} MiB")  # fmt: skip
+          f", peak RSS={result.max_rss_mb:.0f} MiB; mock process: cpu={mock_cpu:.1f}s "
+          f"({1000 * mock_cpu / result.calls:.2f} ms/call); load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")  # fmt: skip
 
 
 async def rss(args: argparse.Namespace) -> None:
@@ -194,6 +208,7 @@ def main() -> None:
     t.add_argument("--rounds", type=int, default=4)
     t.add_argument("--latency-ms", type=float, default=200.0)
     t.add_argument("--cap", type=int, default=64)
+    t.add_argument("--no-cache", action="store_true", help="run without the response cache")
     r = sub.add_parser("rss")
     r.add_argument("--sizes", default="5000,20000,50000")
     r.add_argument("--rounds", type=int, default=1)
