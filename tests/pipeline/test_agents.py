@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import anyio
 import pytest
 
 from agents.evol.operations import OperationPack
@@ -278,3 +279,30 @@ async def test_resume_reads_inputs_given_relative_to_the_config_file(tmp_path: P
     resumed = await run_cli("resume", str(run_dir), "--no-progress", "--log-console", "off")
     assert resumed.returncode == 0, resumed.stderr
     assert len(RunView(run_dir).rows()) == 3
+
+
+async def test_a_crashing_handler_ends_its_row_as_failed_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    # an equality prompt override without its placeholders: every judgement raises PromptError
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    (prompts / "equality.full.txt").write_text("Are they equal?\n", encoding="utf-8")
+    path = write_seeds(tmp_path / "seeds.jsonl", seeds(4))
+    raw = pipeline_config(
+        inputs(path),
+        scripted("steady"),
+        rounds=2,
+        eliminator={"rules": {"information_gain": {"prompt_dir": str(prompts)}}},
+    )
+    with anyio.fail_after(60):
+        outcome = await run_pipeline(raw, tmp_path / "run")
+    assert outcome.status == "completed"
+    assert outcome.dead_letters == 4
+    assert outcome.exit_code == 1  # dead letters make the run exit non-zero
+    view = RunView(tmp_path / "run")
+    assert_accounted(view, seeds=4, rounds=2)
+    rows = view.rows().values()
+    assert {r["status"] for r in rows} == {"failed"}
+    assert all(r["error"].startswith("eliminator raised PromptError") for r in rows)
+    assert view.summary()["dead_letters"] == 4
