@@ -306,3 +306,24 @@ async def test_a_crashing_handler_ends_its_row_as_failed_instead_of_hanging(
     assert {r["status"] for r in rows} == {"failed"}
     assert all(r["error"].startswith("eliminator raised PromptError") for r in rows)
     assert view.summary()["dead_letters"] == 4
+
+
+async def test_export_samples_a_deterministic_subset_of_the_mixed_rounds(tmp_path: Path) -> None:
+    path = write_seeds(tmp_path / "seeds.jsonl", seeds(10))
+    full = pipeline_config(inputs(path), scripted("steady"), rounds=2)
+    sampled = pipeline_config(inputs(path), scripted("steady"), rounds=2)
+    sampled["run"]["export"] = {"sample": 7, "min_round": 1, "formats": ["alpaca"]}
+    await run_pipeline(full, tmp_path / "full")
+    await run_pipeline(sampled, tmp_path / "a")
+    await run_pipeline(sampled, tmp_path / "b")
+    everything = RunView(tmp_path / "full").dataset()
+    subset = RunView(tmp_path / "a").dataset()
+    assert len(everything) == 30
+    assert len(subset) == 7
+    assert subset == RunView(tmp_path / "b").dataset()  # same run seed, same sample
+    assert all(r["round"] >= 1 for r in subset)
+    order = [r["step_id"] for r in everything]
+    assert [r["step_id"] for r in subset] == sorted(
+        (r["step_id"] for r in subset), key=order.index
+    )  # the sample keeps the dataset's order
+    assert not (tmp_path / "a" / "dataset.chat.jsonl").exists()
