@@ -63,7 +63,7 @@ def messages(i: int) -> list[ChatMessage]:
 
 async def _run_managed(path: str, url: str, c: int, n: int, offset: int) -> None:
     config = BackendConfig(
-        backend=path,  # type: ignore[arg-type]
+        backend=path,
         model="mock-model",
         endpoints=[f"{url}/v1"],
         concurrency=c,

@@ -87,7 +87,7 @@ def make_client(stack: AsyncExitStack, usage: UsageRecorder, fast_clock: FastClo
     ) -> ManagedClient:
         fields.setdefault("model", "mock-model")
         fields.setdefault("timeout_s", 10.0)
-        config = BackendConfig(backend=backend, endpoints=endpoints, **fields)  # type: ignore[arg-type]
+        config = BackendConfig(backend=backend, endpoints=endpoints, **fields)
         client = build_client(name, config, cache=cache, usage=usage, clock=fast_clock)
         stack.push_async_callback(client.aclose)
         return client

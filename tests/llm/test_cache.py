@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,9 @@ MSG = [ChatMessage(role="user", content="Name three rivers.")]
 
 
 @pytest.fixture
-async def cache(tmp_path: Path) -> ResponseCache:
+async def cache(tmp_path: Path) -> AsyncIterator[ResponseCache]:
     c = ResponseCache(tmp_path / "cache.sqlite")
-    yield c  # type: ignore[misc]
+    yield c
     await c.aclose()
 
 

@@ -117,7 +117,7 @@ def test_missing_optional_dependency_is_a_clear_error(backend: str) -> None:
     with pytest.raises(BackendNotAvailableError, match="evolagents\\["):
         build_client(
             "x", BackendConfig(backend=backend, model="m"), cache=None, usage=UsageRecorder()
-        )  # type: ignore[arg-type]
+        )
 
 
 def test_missing_backend_module_is_backend_not_available() -> None:

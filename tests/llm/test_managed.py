@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from agents.llm.errors import (
     UnavailableError,
 )
 from agents.llm.managed import ManagedClient, merge_params
+from agents.llm.transport import Transport
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 from agents.llm.usage import UsageRecorder
 
@@ -62,15 +64,9 @@ class TimedTransport:
         return None
 
 
-def client_for(transport: object, clock: VirtualClock, **fields: object) -> ManagedClient:
-    config = BackendConfig(backend="scripted", cache=False, **fields)  # type: ignore[arg-type]
-    return ManagedClient(
-        "m",
-        config,
-        [("local", transport)],
-        clock=clock,
-        rng=random.Random(1),  # type: ignore[list-item]
-    )
+def client_for(transport: Transport, clock: VirtualClock, **fields: Any) -> ManagedClient:
+    config = BackendConfig(backend="scripted", cache=False, **fields)
+    return ManagedClient("m", config, [("local", transport)], clock=clock, rng=random.Random(1))
 
 
 def max_in_window(times: list[float], window: float = 60.0) -> int:
