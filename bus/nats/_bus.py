@@ -597,7 +597,7 @@ class NatsBus:
                             messages = await subscription.fetch(1, timeout=self._fetch_timeout_s)
                         finally:
                             self._cancel_on_close.discard(waiting)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # no message (nats-py raises its own or the builtin)
                     continue
                 except _TRANSIENT as exc:
                     _log.warning("nats_fetch_failed", agent=slot.endpoint.name,
@@ -763,7 +763,7 @@ class NatsBus:
             while not self._closed:
                 try:
                     batch = await subscription.fetch(256, timeout=_MONITOR_FETCH_S)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # no message (nats-py raises its own or the builtin)
                     continue
                 except _TRANSIENT as exc:
                     _log.warning("nats_fetch_failed", agent=MONITOR_CONSUMER, error=str(exc))
