@@ -88,8 +88,10 @@ STOPWORD_REPLIES = (
     "? . , the and of a to in , ...",
 )
 
+#: Leaks of the evolving prompt's words. Each also carries one in its body, so the leak survives
+#: an evolver that strips a leading "#Rewritten Prompt#:" label.
 COPY_LEAKS = (
-    "#Rewritten Prompt#:\n{text}",
+    "#Rewritten Prompt#:\n{text} Unlike the given prompt, this adds one requirement.",
     "Here is the rewritten prompt based on the given prompt: {text}",
     "Rewritten Prompt: {text} (the given prompt now has one more requirement)",
 )
