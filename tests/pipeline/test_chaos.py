@@ -80,7 +80,7 @@ async def test_chaos_run_accounts_for_every_seed_and_retry_failed_completes_it(
     assert summary["failed_by_stage"] == dict(by_stage)
     # one exhausted call per failed step (identical concurrent judge calls could share one)
     total = summary["llm_usage"]["total"]
-    assert total["failures"] == len(failed_steps)
+    assert 0 < total["failures"] <= len(failed_steps)
     assert total["retries"] > 0
     assert set(total["errors"]) <= kinds
     done_before = {r["step_id"]: r for r in view.dataset() if r["seed_id"] not in failed}
