@@ -250,6 +250,10 @@ def _run(
     from runtime.run import execute, new_run_dir
     from runtime.store import STORE_FILE
 
+    if mode == "coordinator":
+        from runtime.distributed import require_nats_bus
+
+        require_nats_bus(config, "coordinator")
     if args.log_console:
         log = config.run.log.model_copy(update={"console": args.log_console})
         config = config.model_copy(update={"run": config.run.model_copy(update={"log": log})})
@@ -305,12 +309,13 @@ def _worker(args: argparse.Namespace, argv: Sequence[str]) -> int:
     import os
     import socket
 
-    from runtime.distributed import run_worker, spawn_workers, worker_agents
+    from runtime.distributed import require_nats_bus, run_worker, spawn_workers, worker_agents
     from runtime.logging import close_logging, configure_logging
 
     if args.replicas < 1:
         raise ConfigError("--replicas must be >= 1")
     config = load_config(args.config, args.overrides)
+    require_nats_bus(config, "worker")
     roles = [role.strip() for role in args.roles.split(",") if role.strip()]
     agents = worker_agents(config, roles)
     if args.replicas > 1:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "coordinator_agents",
     "nats_bus_factory",
+    "require_nats_bus",
     "run_coordinator",
     "run_worker",
     "spawn_workers",
@@ -113,6 +114,15 @@ def coordinator_agents(config: TopologyConfig) -> set[str]:
         if resolve(spec.impl).has_main_task() or name in wanted or _role_of(config, name) in wanted:
             chosen.add(name)
     return chosen
+
+
+def require_nats_bus(config: TopologyConfig, command: str) -> None:
+    """Raise ConfigError unless ``run.bus.kind`` is ``"nats"`` (coordinator and worker need it)."""
+    if config.run.bus.kind != "nats":
+        raise ConfigError(
+            f"`{command}` runs agents over NATS: set run.bus.kind = \"nats\" and run.bus.url "
+            "(e.g. --set run.bus.kind='\"nats\"')"
+        )
 
 
 def worker_agents(config: TopologyConfig, roles: Collection[str] | None) -> set[str]:

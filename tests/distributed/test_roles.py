@@ -66,5 +66,15 @@ def test_the_bus_defaults_to_in_process_and_a_stream_per_run_name() -> None:
 def test_worker_cli_rejects_unknown_roles_with_exit_2(
     config_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["worker", str(config_path), "--roles", "nope"]) == 2
+    nats = ["--set", 'run.bus.kind="nats"']
+    assert main(["worker", str(config_path), *nats, "--roles", "nope"]) == 2
     assert "--roles 'nope' matches no enabled agent" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["coordinator", "worker"])
+def test_coordinator_and_worker_need_the_nats_bus(
+    config_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, str(config_path)]) == 2
+    assert "set run.bus.kind = \"nats\"" in capsys.readouterr().err
+    assert not (config_path.parent / "runs").exists()  # nothing written
