@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import structlog
 
 from agents.llm.usage import UsageRecorder
@@ -253,6 +254,8 @@ async def run_worker(
             waiters.start_soon(until_stopping)
             waiters.start_soon(until_stop_event)
             waiters.start_soon(until_done)
+            await anyio.lowlevel.checkpoint()  # the supervisor's signal watcher is installed
+            _log.info("worker_serving")
 
     async with AsyncExitStack() as stack:
         llms = _build_llms(config, work_dir, usage, stack)

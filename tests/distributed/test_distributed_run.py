@@ -223,3 +223,21 @@ def test_the_run_completes_when_the_stream_leader_of_a_cluster_dies(
         assert worker.wait(timeout=60) == 0
     assert dataset_lines(run_dir) == reference["lines"]
     assert rows_by_status(run_dir) == {"done": 30}
+
+
+def test_a_worker_stops_gracefully_on_sigterm(
+    tmp_path: Path, nats_server: NatsServer, mock_llm_url: str, processes: Processes
+) -> None:
+    config = evol_config(tmp_path / "evol.toml", mock_llm_url)
+    worker = processes.start(
+        [PY, "-m", "runtime", "worker", str(config), *nats_overrides(nats_server.url),
+         *JSON_LOGS, "--work-dir", str(tmp_path / "worker")],
+        stderr=subprocess.PIPE,
+    )
+    wait_for_event(worker, "worker_serving")
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 130, err[-3000:]
+    finished = [json.loads(line) for line in err.splitlines()
+                if line.startswith("{") and '"worker_finished"' in line]
+    assert [event["status"] for event in finished] == ["interrupted"]
