@@ -130,29 +130,27 @@ async def test_every_seed_is_accounted_for_and_rule_counts_match_injected_faults
     prompts = {(s["operation"], s["parent_instruction"]) for s in leaks}
     assert len(prompts) == stats.content_faults_distinct["copy_prompt"]
     fate: dict[int, Counter[str]] = {i: Counter() for i in range(len(COPY_LEAKS))}
+    survived: Counter[str] = Counter()  # leaks still visible after parsing -> their outcome
+    stripped: Counter[str] = Counter()  # leaks the parser removed -> their outcome
     for step in leaks:
         form = forms[step["step_id"]]
         assert form is not None
-        fate[form][step["rule"] or step["status"]] += 1
-    # (a) "#Rewritten Prompt#:\n<text>" and (b) "Here is the rewritten prompt based on the given
-    #     prompt: <text>": the parser removes the label / the inline preamble, so the instruction
-    #     that goes on is clean and rule 4 never sees these leaks (FINDING: by design of the
-    #     parser; the dataset stays clean, but the mock's copy_prompt count is not rule 4's
-    #     count). Their steps go on to be judged like any other.
-    for form in (0, 1):
-        assert "copies_evolving_prompt" not in fate[form], fate
-        assert "unparseable_evolution" not in fate[form], fate
-        assert fate[form]["accepted"] > 0
+        outcome = step["rule"] or step["status"]
+        fate[form][outcome] += 1
+        visible = check_prompt_words(step["instruction"], parent=step["parent_instruction"])
+        (survived if visible.failed else stripped)[outcome] += 1
+    # A leak that is only packaging ("#Rewritten Prompt#:" as a label, "Here is the rewritten
+    # prompt …:" as a preamble) is removed by the output parser: the instruction that goes on is
+    # clean, so rule 4 can never see it (FINDING: the mock's copy_prompt count is not rule 4's
+    # count; the dataset stays clean). Those steps go on to be judged like any other.
+    assert "copies_evolving_prompt" not in stripped
     assert "unparseable_evolution" not in rules  # every mock evolution parses
-    # (c) "Rewritten Prompt: <text> (the given prompt now has …)": the trailer survives parsing
-    #     and rule 4 catches every one whose answer passed rules 2 and 3.
-    assert fate[2]["copies_evolving_prompt"] > 0
-    assert set(fate[2]) <= {
-        "copies_evolving_prompt",
-        "sorry_short_response",
-        "stopwords_only_response",
-    }
-    assert rules["copies_evolving_prompt"] == fate[2]["copies_evolving_prompt"]
+    # A leak that survives parsing is caught by rule 4 unless rule 2 or 3 (which come first)
+    # already rejected the step for its answer: exact, and it happens.
+    assert set(survived) <= {"copies_evolving_prompt", "sorry_short_response",
+                             "stopwords_only_response"}  # fmt: skip
+    assert survived["copies_evolving_prompt"] > 0
+    assert rules["copies_evolving_prompt"] == survived["copies_evolving_prompt"]
     # nothing else trips rule 4, and no accepted instruction carries evolving-prompt words
     for step in view.steps("status = 'accepted' AND round >= 1"):
         assert not check_prompt_words(step["instruction"], parent=step["parent_instruction"]).failed
@@ -162,11 +160,12 @@ async def test_every_seed_is_accounted_for_and_rule_counts_match_injected_faults
         faults["sorry"]
         + faults["stopwords"]
         + rules["no_information_gain"]
-        + fate[2]["copies_evolving_prompt"]
+        + survived["copies_evolving_prompt"]
     )
     assert sum(rules.values()) == explained
     assert summary["rejected_by_rule"] == rules
     print(
         f"rules={dict(rules)} mock_faults={faults} "
-        f"distinct={stats.content_faults_distinct} leak_fates={fate}"
+        f"distinct={stats.content_faults_distinct} leak_fates={fate} "
+        f"survived_parsing={dict(survived)} stripped_by_parser={dict(stripped)}"
     )
