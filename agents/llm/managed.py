@@ -174,7 +174,11 @@ class ManagedClient:
         leader: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._inflight[key] = leader
         try:
-            hit = await self._cache.get(key)
+            try:
+                hit = await self._cache.get(key)
+            except Exception:  # an unreadable cache must not fail the call: treat as a miss
+                log.exception("llm cache read failed for backend %s", self.name)
+                hit = None
             self.usage.record_cache(self.name, caller, hit=hit is not None)
             result = hit or await self._call_with_deadline(messages, merged, caller)
             if hit is None:

@@ -130,3 +130,12 @@ def test_committed_entries_survive_a_process_kill(tmp_path: Path) -> None:
     finally:
         cache.close()
     assert os.path.exists(path)
+
+
+async def test_a_broken_cache_degrades_to_plain_calls(tmp_path: Path) -> None:
+    broken = ResponseCache(tmp_path / "broken.sqlite")
+    broken.close()  # every get/put now fails
+    t = ScriptedTransport()
+    client = ManagedClient("m", BackendConfig(backend="scripted"), [("l", t)], cache=broken)
+    assert (await client.complete(MSG, GenerationParams())).text == "OK"
+    assert t.calls == 1
