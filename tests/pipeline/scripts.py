@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from agents.llm.types import ChatMessage, GenerationParams
 
-_BLOCK = re.compile(r"<(instruction|first|second)>\n(.*?)\n</\1>", re.S)
+_BLOCK = re.compile(r"<(instruction|first|second)>\s*(.*?)\s*</\1>", re.S)
 ANSWER = "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen in leaves."
 
 
