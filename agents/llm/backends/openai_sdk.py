@@ -53,6 +53,8 @@ class OpenAITransport:
         self.model = config.model
         self.endpoint = endpoint
         self._config = config
+        # newer OpenAI models take `max_completion_tokens` instead of `max_tokens`
+        self._max_tokens_field = str(config.options.get("max_tokens_field", "max_tokens"))
         self._client = openai.AsyncOpenAI(
             api_key=resolve_api_key(config),
             base_url=endpoint,
@@ -64,6 +66,8 @@ class OpenAITransport:
         self, messages: Sequence[ChatMessage], params: GenerationParams, *, timeout_s: float
     ) -> Completion:
         kw = openai_request_kwargs(params)
+        if self._max_tokens_field != "max_tokens" and "max_tokens" in kw:
+            kw[self._max_tokens_field] = kw.pop("max_tokens")
         if params.repeat_penalty is not None:
             kw["extra_body"] = {"repetition_penalty": params.repeat_penalty}
         msgs: Any = [{"role": m.role, "content": m.content} for m in messages]
