@@ -81,7 +81,8 @@ class BackendConfig(_Strict):
     """One named LLM backend.
 
     `concurrency` caps requests in flight (the adaptive limit shrinks below it on 429/503 and
-    climbs back to it, never above). `rpm`/`tpm` hold over any sliding 60 s window.
+    climbs back to it, never above). `rpm`/`tpm` hold over any sliding `rate_window_s` window
+    (60 s by default), their budgets scaled to it.
     `timeout_s` bounds each attempt; `deadline_s` (optional) bounds the whole call, queueing
     and retries included. `max_attempts` counts the first try: 1 means no retry.
     """
@@ -97,6 +98,9 @@ class BackendConfig(_Strict):
     adaptive: bool = True
     rpm: int | None = Field(default=None, gt=0)
     tpm: int | None = Field(default=None, gt=0)
+    rate_window_s: float = Field(default=60.0, gt=0, le=60)
+    """RPM/TPM hold over any sliding window of this length, with the budget scaled to it
+    (`rpm * rate_window_s / 60`). 60: a minute's budget may go at once; 1-10: smoother."""
     timeout_s: float = Field(default=120.0, gt=0)
     deadline_s: float | None = Field(default=None, gt=0)
     max_attempts: int = Field(default=6, ge=1)

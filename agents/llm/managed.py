@@ -132,8 +132,17 @@ class ManagedClient:
             adaptive=config.adaptive,
             clock=self._clock,
         )
-        self._rpm = RateWindow(config.rpm, clock=self._clock) if config.rpm else None
-        self._tpm = RateWindow(config.tpm, clock=self._clock) if config.tpm else None
+        w = config.rate_window_s
+        self._rpm = (
+            RateWindow(max(1.0, config.rpm * w / 60), window_s=w, clock=self._clock)
+            if config.rpm
+            else None
+        )
+        self._tpm = (
+            RateWindow(max(1.0, config.tpm * w / 60), window_s=w, clock=self._clock)
+            if config.tpm
+            else None
+        )
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
         self._no_defaults = config.defaults == _NO_DEFAULTS
         self._closed = False

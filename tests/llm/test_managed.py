@@ -84,6 +84,16 @@ async def test_rpm_holds_over_any_sliding_minute() -> None:
     assert t.sent[-1] >= 180.0  # 35 calls at 10/min need three more minutes after the first 10
 
 
+async def test_short_rate_window_smooths_bursts() -> None:
+    clock = VirtualClock()
+    t = TimedTransport(clock)
+    client = client_for(t, clock, rpm=600, rate_window_s=1, concurrency=100)
+    async with clock.autojump():
+        await asyncio.gather(*(client.complete(MSG, GenerationParams()) for _ in range(50)))
+    assert max_in_window(t.sent, window=1.0) == 10  # 600/min as 10 per any second
+    assert max_in_window(t.sent) <= 600
+
+
 async def test_tpm_holds_with_estimate_corrected_after_the_call() -> None:
     clock = VirtualClock()
     t = TimedTransport(clock, tokens=100)
