@@ -10,7 +10,7 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, closing
 from pathlib import Path
 from typing import Any
@@ -242,13 +242,3 @@ async def run_cli(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedP
     return subprocess.CompletedProcess(
         done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
     )
-
-
-def jsonl_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """JSON log events from a subprocess's stderr lines (other lines are skipped)."""
-    for line in lines:
-        if line.startswith("{"):
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
