@@ -1,10 +1,10 @@
 """The admission controls of a managed client: an adaptive concurrency cap and rate windows.
 
 `AdaptiveLimiter` is a FIFO semaphore whose size moves (AIMD): `shrink()` on a 429/503 halves
-it (at most once per `shrink_interval_s`, so one burst of rejections counts once), each success
-adds `1/limit` back, so it climbs by about one slot per full window of successes, up to the
-configured maximum. Waiters block in `acquire()` in arrival order; cancellation while waiting is
-safe (the slot is passed on).
+it (at most once per `shrink_interval_s`, so one burst of rejections counts once); after a hold
+of `hold_after_shrink_s`, each success adds `1/limit` back, so it climbs by about one slot per
+full window of successes, up to the configured maximum. Waiters block in `acquire()` in arrival
+order; cancellation while waiting is safe (the slot is passed on).
 
 `RateWindow` bounds a quantity (requests or tokens) over any sliding window of `window_s`
 seconds. `acquire(amount)` blocks (FIFO, on the injected clock) until the amount fits; it returns
@@ -36,6 +36,7 @@ class AdaptiveLimiter:
         adaptive: bool = True,
         decrease_factor: float = 0.5,
         shrink_interval_s: float = 1.0,
+        hold_after_shrink_s: float = 2.0,
         clock: Clock,
     ) -> None:
         self.maximum = maximum
@@ -43,6 +44,7 @@ class AdaptiveLimiter:
         self.adaptive = adaptive
         self._factor = decrease_factor
         self._interval = shrink_interval_s
+        self._hold = hold_after_shrink_s
         self._clock = clock
         self._limit = float(maximum)
         self._in_flight = 0
@@ -105,8 +107,13 @@ class AdaptiveLimiter:
                 fut.set_result(None)
 
     def on_success(self) -> None:
-        """Additive increase: about +1 slot per `limit` successes."""
-        if self.adaptive and self._limit < self.maximum:
+        """Additive increase: about +1 slot per `limit` successes, once `hold_after_shrink_s`
+        has passed since the last shrink (so a hard server cap is not hit again at once)."""
+        if (
+            self.adaptive
+            and self._limit < self.maximum
+            and self._clock.now() - self._last_shrink >= self._hold
+        ):
             self._limit = min(float(self.maximum), self._limit + 1.0 / max(self._limit, 1.0))
             self._wake()
 

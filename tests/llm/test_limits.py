@@ -77,3 +77,16 @@ async def test_rate_window_correction_frees_budget() -> None:
     assert window.used() == 10
     await window.acquire(90)  # fits without waiting
     assert clock.now() == 0
+
+
+async def test_limit_holds_after_a_shrink_then_climbs() -> None:
+    clock = VirtualClock()
+    lim = AdaptiveLimiter(8, clock=clock, hold_after_shrink_s=2.0)
+    lim.shrink()
+    for _ in range(20):
+        lim.on_success()
+    assert lim.limit == 4
+    clock.advance(2.0)
+    for _ in range(40):
+        lim.on_success()
+    assert lim.limit == 8

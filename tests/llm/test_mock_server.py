@@ -153,13 +153,15 @@ async def test_server_side_cap_rejects_or_queues(
         max_concurrency=2, overflow=overflow, overflow_retry_after_s=0,
         latency={"kind": "fixed", "value_s": 0.02},
     )  # fmt: skip
-    client = make_client("openai-compatible", [server.openai_url], concurrency=6, max_attempts=50)
+    # 4 → 2 after the first 429, held for 2 s: then the client fits the server cap
+    client = make_client("openai-compatible", [server.openai_url], concurrency=4, max_attempts=100)
     await asyncio.gather(*(client.complete(user(f"q{i}"), GenerationParams()) for i in range(24)))
     stats = server.stats()
     assert stats.completed == 24
     if overflow == "reject":
         assert stats.rejected_overflow > 0
         assert client.statistics().shrinks >= 1  # 429s made the client back off
+        assert client.statistics().limit <= 3
     else:
         assert stats.rejected_overflow == 0
 

@@ -6,6 +6,7 @@ import email.utils
 import os
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from agents.llm.config import BackendConfig
 from agents.llm.errors import (
@@ -17,8 +18,15 @@ from agents.llm.errors import (
     OverloadedError,
     RateLimitedError,
 )
+from agents.llm.types import GenerationParams
 
-__all__ = ["error_from_status", "parse_retry_after", "resolve_api_key", "scrub"]
+__all__ = [
+    "error_from_status",
+    "openai_request_kwargs",
+    "parse_retry_after",
+    "resolve_api_key",
+    "scrub",
+]
 
 _CONTEXT_MARKERS = (
     "context length",
@@ -108,3 +116,19 @@ def error_from_status(
     if status in (400, 413, 422) and any(m in lowered for m in _CONTEXT_MARKERS):
         return ContextTooLongError(f"{where}: context too long ({status}): {short}")
     return BadRequestError(f"{where}: request rejected ({status}): {short}")
+
+
+def openai_request_kwargs(params: GenerationParams) -> dict[str, Any]:
+    """The OpenAI chat-completions fields for `params` (unset fields are left out)."""
+    kw: dict[str, Any] = {}
+    if params.temperature is not None:
+        kw["temperature"] = params.temperature
+    if params.top_p is not None:
+        kw["top_p"] = params.top_p
+    if params.max_tokens is not None:
+        kw["max_tokens"] = params.max_tokens
+    if params.stop:
+        kw["stop"] = list(params.stop)
+    if params.seed is not None:
+        kw["seed"] = params.seed
+    return kw

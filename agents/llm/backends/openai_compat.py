@@ -18,8 +18,12 @@ from typing import Any
 
 import aiohttp
 
-from agents.llm.backends._http import error_from_status, resolve_api_key, scrub
-from agents.llm.backends.openai_sdk import openai_request_kwargs
+from agents.llm.backends._http import (
+    error_from_status,
+    openai_request_kwargs,
+    resolve_api_key,
+    scrub,
+)
 from agents.llm.config import BackendConfig
 from agents.llm.errors import LLMTimeoutError, MalformedResponseError, UnavailableError
 from agents.llm.types import ChatMessage, Completion, GenerationParams

@@ -15,7 +15,12 @@ from typing import Any
 
 import openai
 
-from agents.llm.backends._http import error_from_status, resolve_api_key, scrub
+from agents.llm.backends._http import (
+    error_from_status,
+    openai_request_kwargs,
+    resolve_api_key,
+    scrub,
+)
 from agents.llm.config import BackendConfig
 from agents.llm.errors import (
     LLMError,
@@ -25,23 +30,7 @@ from agents.llm.errors import (
 )
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 
-__all__ = ["OpenAITransport", "create_transport", "openai_request_kwargs"]
-
-
-def openai_request_kwargs(params: GenerationParams) -> dict[str, Any]:
-    """The OpenAI chat-completions fields for `params` (unset fields are left out)."""
-    kw: dict[str, Any] = {}
-    if params.temperature is not None:
-        kw["temperature"] = params.temperature
-    if params.top_p is not None:
-        kw["top_p"] = params.top_p
-    if params.max_tokens is not None:
-        kw["max_tokens"] = params.max_tokens
-    if params.stop:
-        kw["stop"] = list(params.stop)
-    if params.seed is not None:
-        kw["seed"] = params.seed
-    return kw
+__all__ = ["OpenAITransport", "create_transport"]
 
 
 class OpenAITransport:
