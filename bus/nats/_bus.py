@@ -756,6 +756,7 @@ class NatsBus:
             stream_subjects(self._stream), 4096,
         )
         js = self._require_js()
+        await self._await_predecessor_batch()
         subscription = await self._retrying(
             "bind monitor", js.pull_subscribe_bind, MONITOR_CONSUMER, self._stream
         )
@@ -777,6 +778,30 @@ class NatsBus:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await subscription.unsubscribe()
+
+    async def _await_predecessor_batch(self) -> None:
+        """Keep the monitor in stream order after a coordinator crash.
+
+        The dead monitor's last batch is unacked; JetStream redelivers it only after
+        ``ack_wait_s``, and would meanwhile hand newer messages to us — an older ``Answered``
+        stored after a newer ``Accepted`` would regress a step. Expired messages are redelivered
+        before new ones, so: if the consumer has unacked messages, wait out ``ack_wait_s``
+        before the first fetch.
+        """
+        info = await self._retrying(
+            "monitor info", self._require_js().consumer_info, self._stream, MONITOR_CONSUMER
+        )
+        pending = int(info.num_ack_pending or 0)
+        if not pending:
+            return
+        wait_s = self._ack_wait_s * 1.1 + 0.5
+        _log.warning("monitor_waits_for_redelivery", unacked=pending, wait_s=round(wait_s, 1))
+        with anyio.CancelScope() as waiting:
+            self._cancel_on_close.add(waiting)
+            try:
+                await anyio.sleep(wait_s)
+            finally:
+                self._cancel_on_close.discard(waiting)
 
     async def _observe(self, batch: list[Msg]) -> None:
         for raw in batch:
