@@ -33,8 +33,10 @@ Delivery contract (what differs from `InProcessBus` is marked *)
 - Observers: *``on_handled`` runs in the process that ran the handler. ``on_publish`` and
   ``on_dead_letter`` run only on the bus opened with ``monitor=True`` (the coordinator): a
   durable consumer of the whole stream feeds them in stream order, then calls the observer's
-  ``flush()`` if it has one, then acks — an acked message is durably persisted. The monitor may
-  see a message after the agent that handles it did.*
+  ``flush()`` if it has one, then acks — an acked message is durably persisted. The order holds
+  across a coordinator crash or a lost ack too: the monitor then waits out ``ack_wait_s`` so the
+  unacked batch is redelivered before anything newer. The monitor may see a message after the
+  agent that handles it did.*
 - *`close()` stops fetching and waits for the handlers in flight, which may still publish (a
   worker finishes what it holds); publishing from outside a handler after `close()` raises
   `BusClosedError`.*
@@ -266,6 +268,7 @@ class NatsBus:
         self._published = 0
         self._duplicates = 0
         self._waiting_publishers = 0
+        self._reconnects = 0
         self._monitored = 0
         self._local_in_flight = 0
         self._idle = anyio.Event()
@@ -772,9 +775,11 @@ class NatsBus:
                     continue
                 self._begin()
                 try:
-                    await self._observe(batch)
+                    in_order = await self._observe(batch)
                 finally:
                     self._end()
+                if not in_order:  # part of the batch comes back: let it come before newer ones
+                    await self._wait_out_redelivery("batch not fully acked", len(batch))
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await subscription.unsubscribe()
@@ -792,10 +797,13 @@ class NatsBus:
             "monitor info", self._require_js().consumer_info, self._stream, MONITOR_CONSUMER
         )
         pending = int(info.num_ack_pending or 0)
-        if not pending:
-            return
+        if pending:
+            await self._wait_out_redelivery("a previous monitor left a batch unacked", pending)
+
+    async def _wait_out_redelivery(self, reason: str, unacked: int) -> None:
         wait_s = self._ack_wait_s * 1.1 + 0.5
-        _log.warning("monitor_waits_for_redelivery", unacked=pending, wait_s=round(wait_s, 1))
+        _log.warning("monitor_waits_for_redelivery", reason=reason, unacked=unacked,
+                     wait_s=round(wait_s, 1))
         with anyio.CancelScope() as waiting:
             self._cancel_on_close.add(waiting)
             try:
@@ -803,7 +811,9 @@ class NatsBus:
             finally:
                 self._cancel_on_close.discard(waiting)
 
-    async def _observe(self, batch: list[Msg]) -> None:
+    async def _observe(self, batch: list[Msg]) -> bool:
+        """Feed a batch to the observers, flush them, ack it. False when some of it may not be
+        acked (so it will be redelivered): the caller then keeps newer messages waiting."""
         for raw in batch:
             headers = raw.headers or {}
             try:
@@ -837,12 +847,21 @@ class NatsBus:
                 except Exception:
                     # Not acked: the batch comes again and the observer sees it again.
                     _log.exception("observer_flush_failed")
-                    return
-        for raw in batch:
+                    return False
+        # Acks on one connection are processed in order: confirming the last one confirms the
+        # batch, unless the connection changed in between.
+        reconnects = self._reconnects
+        acked = True
+        for index, raw in enumerate(batch):
             try:
-                await raw.ack()
+                if index == len(batch) - 1:
+                    await raw.ack_sync(timeout=5.0)
+                else:
+                    await raw.ack()
             except _TRANSIENT as exc:
+                acked = False
                 _log.warning("nats_ack_failed", subject=raw.subject, error=str(exc))
+        return acked and reconnects == self._reconnects
 
     def _observer_failed(self, hook: str, message: Message) -> None:
         self._observer_errors += 1
@@ -1014,6 +1033,7 @@ class NatsBus:
             _log.warning("nats_disconnected")
 
     async def _on_reconnected(self) -> None:
+        self._reconnects += 1
         nc = self._nc
         _log.warning("nats_reconnected", server=str(nc.connected_url) if nc else None)
 
