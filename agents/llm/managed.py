@@ -10,7 +10,8 @@ It wraps one transport per endpoint with, in this order per call:
 4. the ONE retry layer: retryable errors are retried up to `max_attempts` with exponential back-off
    and jitter, never sooner than the server's Retry-After; 429/503 shrink the concurrency limit,
    successes let it grow back; fatal errors raise at once;
-5. usage accounting (per backend name and per caller) and the cache write.
+5. usage accounting (per backend name and per caller), and the cache write — still holding the
+   concurrency slot, so calls paid for but not yet stored never exceed the cap.
 
 Who blocks: `complete()` waits for a slot, for rate budget and for back-off — all on the injected
 clock except the optional whole-call `deadline_s`, which is real loop time. What raises: only
@@ -25,7 +26,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from pydantic import BaseModel
 
@@ -51,6 +52,8 @@ from agents.llm.usage import UsageRecorder, UsageStats
 __all__ = ["ClientStatistics", "ManagedClient", "estimate_tokens", "merge_params"]
 
 log = logging.getLogger(__name__)
+
+_Commit = Callable[[Completion], Awaitable[None]]
 
 #: Extra seconds past `timeout_s` before the client itself cancels a transport that ignored it.
 TIMEOUT_BACKSTOP_S = 1.0
@@ -165,9 +168,14 @@ class ManagedClient:
         if params.n != 1:
             raise BadRequestError("complete() returns one completion: use `sample` instead of n>1")
         merged = params if self._no_defaults else merge_params(self.config.defaults, params)
-        if self._cache is None:
+        cache = self._cache
+        if cache is None:
             return await self._call_with_deadline(messages, merged, caller)
-        key = cache_key(self.config.backend, self.config.model, merged, messages, sample)
+        # The backend's configured name is part of the key: two backends serving the same model
+        # name from different servers (a base and a fine-tuned model, say) never share answers.
+        key = cache_key(
+            f"{self.config.backend}:{self.name}", self.config.model, merged, messages, sample
+        )
         while True:
             shared = self._inflight.get(key)
             if shared is None:
@@ -184,17 +192,19 @@ class ManagedClient:
         self._inflight[key] = leader
         try:
             try:
-                hit = await self._cache.get(key)
+                hit = await cache.get(key)
             except Exception:  # an unreadable cache must not fail the call: treat as a miss
                 log.exception("llm cache read failed for backend %s", self.name)
                 hit = None
             self.usage.record_cache(self.name, caller, hit=hit is not None)
-            result = hit or await self._call_with_deadline(messages, merged, caller)
-            if hit is None:
+
+            async def commit(completion: Completion) -> None:
                 try:
-                    await self._cache.put(key, result)
+                    await cache.put(key, completion)
                 except Exception:  # a cache failure must not fail the call it caches
                     log.exception("llm cache write failed for backend %s", self.name)
+
+            result = hit or await self._call_with_deadline(messages, merged, caller, commit)
             leader.set_result(result)
             return result
         except asyncio.CancelledError:
@@ -208,16 +218,20 @@ class ManagedClient:
             self._inflight.pop(key, None)
 
     async def _call_with_deadline(
-        self, messages: Sequence[ChatMessage], params: GenerationParams, caller: str
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+        caller: str,
+        commit: _Commit | None = None,
     ) -> Completion:
         deadline_s = self.config.deadline_s
         if deadline_s is None:
-            return await self._call(messages, params, caller, None)
+            return await self._call(messages, params, caller, None, commit)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + deadline_s
         try:
             async with asyncio.timeout_at(deadline):
-                return await self._call(messages, params, caller, deadline)
+                return await self._call(messages, params, caller, deadline, commit)
         except TimeoutError:
             self.usage.record_error(self.name, caller, LLMTimeoutError.kind)
             self.usage.record_failure(self.name, caller)
@@ -231,6 +245,7 @@ class ManagedClient:
         params: GenerationParams,
         caller: str,
         deadline: float | None,
+        commit: _Commit | None = None,
     ) -> Completion:
         cfg = self.config
         usage = self.usage
@@ -239,7 +254,7 @@ class ManagedClient:
             attempt += 1
             usage.record_attempt(self.name, caller, retry=attempt > 1)
             try:
-                completion = await self._attempt(messages, params, deadline)
+                completion = await self._attempt(messages, params, deadline, commit)
             except RetryableLLMError as exc:
                 usage.record_error(self.name, caller, exc.kind)
                 if isinstance(exc, RateLimitedError | OverloadedError):
@@ -267,8 +282,14 @@ class ManagedClient:
                 return completion
 
     async def _attempt(
-        self, messages: Sequence[ChatMessage], params: GenerationParams, deadline: float | None
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+        deadline: float | None,
+        commit: _Commit | None = None,
     ) -> Completion:
+        """One attempt holding a concurrency slot. ``commit`` (the cache write) runs before the
+        slot is released, so the calls paid for but not yet stored never exceed the cap."""
         limiter = self._limiter
         await limiter.acquire()
         try:
@@ -310,6 +331,8 @@ class ManagedClient:
                 self._tpm.correct(grant, completion.prompt_tokens + completion.completion_tokens)
             if not completion.latency_s:
                 completion = completion.model_copy(update={"latency_s": time.perf_counter() - t0})
+            if commit is not None:
+                await commit(completion)
             return completion
         finally:
             limiter.release()

@@ -43,14 +43,29 @@ async def test_repeated_work_makes_zero_new_requests(
     assert server.stats().requests == 20
     # a "re-run": a fresh cache object on the same file, a fresh client
     again_cache = ResponseCache(tmp_path / "c.sqlite")
-    rerun = make_client(backend, [endpoint_for(backend, server)], cache=again_cache, name="rerun")
+    rerun = make_client(backend, [endpoint_for(backend, server)], cache=again_cache)
+    before = rerun.statistics().usage  # the same backend name: usage is counted together
     second = await asyncio.gather(*(rerun.complete(p, GenerationParams()) for p in prompts))
     await again_cache.aclose()
     assert server.stats().requests == 20
     assert [c.text for c in second] == [c.text for c in first]
     assert all(c.cached for c in second)
-    assert rerun.statistics().usage.cache_hits == 20
-    assert rerun.statistics().usage.calls == 0
+    after = rerun.statistics().usage
+    assert after.cache_hits - before.cache_hits == 20
+    assert after.calls == before.calls
+
+
+async def test_backends_with_the_same_model_name_do_not_share_answers(
+    cache: ResponseCache,
+) -> None:
+    base, tuned = ScriptedTransport(default="base"), ScriptedTransport(default="tuned")
+    config = BackendConfig(backend="scripted", model="same-name")
+    first = ManagedClient("base", config, [("l", base)], cache=cache)
+    second = ManagedClient("tuned", config, [("l", tuned)], cache=cache)
+    prompt = [ChatMessage(role="user", content="Hello?")]
+    assert (await first.complete(prompt, GenerationParams())).text == "base"
+    assert (await second.complete(prompt, GenerationParams())).text == "tuned"
+    assert (await first.complete(prompt, GenerationParams())).cached
 
 
 async def test_sampled_calls_are_cached_per_sample_index(cache: ResponseCache) -> None:
