@@ -148,10 +148,8 @@ async def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_dat
     # no call whose result was committed is made again: the repeats are exactly the calls that
     # were paid for but not yet committed when the process died ...
     assert repeats == sum(uncommitted)
-    # ... which are the calls in flight at each kill. The client's cap bounds the HTTP requests
-    # in flight (≤ CAP); a call that got its answer has already freed its slot while it awaits
-    # the cache's group commit, so on a starved machine a kill can also catch a few of those
-    # (measured: 16+16+16 = 48 on a quiet machine, 53 with a load average of 14 on 2 CPUs).
-    # Holding the slot until the commit would make CAP a hard bound (see docs/pipeline.md).
-    assert all(n <= 2 * CAP for n in uncommitted), uncommitted
-    assert repeats <= 2 * CAP * len(KILL_AFTER)
+    # ... which are bounded by the calls in flight at each kill: the client holds a call's
+    # concurrency slot until its answer is committed to the cache, so at most CAP calls can be
+    # paid for and not yet stored when the process dies.
+    assert all(n <= CAP for n in uncommitted), uncommitted
+    assert repeats <= CAP * len(KILL_AFTER)
