@@ -3,9 +3,10 @@
 For each request it picks an operation (deterministically from the run seed, the row and the
 round, with the pack's weights — or the one the request forces), renders the pack's prompt for the
 backend's prompt profile, calls the LLM once (the client retries), and extracts the rewritten
-instruction. Publishes `Evolved`; an output with no usable instruction is a failed evolution and
-publishes `Rejected(rule="unparseable_evolution")`; an LLM error that survived the retries
-publishes `StepFailed(stage="evolve")`. Never raises for those: they are row outcomes.
+instruction. Publishes `Evolved`; an output with no usable instruction is a failed evolution
+(`Rejected(rule="unparseable_evolution")`), so is one that repeats a few-shot example of the
+prompt, as small models do (`Rejected(rule="copies_prompt_example")`); an LLM error that survived
+the retries publishes `StepFailed(stage="evolve")`. Never raises for those: they are row outcomes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from agents.registry import register
 __all__ = ["EvolAgent", "EvolParams"]
 
 UNPARSEABLE = "unparseable_evolution"
+COPIED_EXAMPLE = "copies_prompt_example"
 
 
 class EvolParams(BaseModel):
@@ -102,6 +104,20 @@ class EvolAgent(Agent[EvolParams]):
         else:
             child = extract_evolved_instruction(completion.text, profile)
         step = step.model_copy(update={"raw_text": completion.text, "instruction": child or ""})
+        if child and request.method_text is None and self.pack.copies_prompt(
+            operation, profile, child
+        ):
+            await self.publish(
+                Rejected.caused_by(
+                    request,
+                    seed_id=request.seed_id,
+                    round=request.round,
+                    step=step,
+                    rule=COPIED_EXAMPLE,
+                    reason="the output repeats a few-shot example of the prompt",
+                )
+            )
+            return
         if not child:
             await self.publish(
                 Rejected.caused_by(

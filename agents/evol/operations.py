@@ -46,6 +46,7 @@ __all__ = [
     "OperationPack",
     "Profile",
     "compose_instruction",
+    "split_turns",
 ]
 
 BUILTIN_PACKS_DIR = Path(__file__).parent / "prompts"
@@ -199,12 +200,14 @@ class OperationPack:
     ) -> list[ChatMessage]:
         """The chat messages asking an LLM to apply `operation` to `instruction_text`.
 
-        One user message, preceded by the pack's system message for `profile` when it has one.
+        One user message — or, for a template written as turns (`split_turns`), few-shot user /
+        assistant turns ending with the user turn that holds the instruction — preceded by the
+        pack's system message for `profile` when it has one.
 
         `instruction_text` is the whole text to evolve, input included (`compose_instruction`).
         """
         prompt = self.template(operation, profile).render(instruction=instruction_text.strip())
-        messages = [ChatMessage(role="user", content=prompt)]
+        messages = split_turns(prompt)
         if profile in self._system:
             messages.insert(
                 0, ChatMessage(role="system", content=self._system[profile].text.strip())
@@ -227,6 +230,34 @@ class OperationPack:
     def __repr__(self) -> str:
         ops = ", ".join(f"{op.name}={op.weight:g}" for op in self.operations)
         return f"OperationPack({self.name!r}: {ops})"
+
+
+_TURN_RE = re.compile(r"^\[(user|assistant)\][ \t]*$", re.MULTILINE)
+
+
+def split_turns(prompt: str) -> list[ChatMessage]:
+    """A rendered prompt as chat messages.
+
+    A template may be written as turns: lines holding only ``[user]`` or ``[assistant]`` start a
+    turn (few-shot examples as real exchanges work far better with small chat models than
+    examples inside one message). Text before the first marker belongs to the first turn. A
+    template without markers is one user message. The last turn must be a user turn.
+    """
+    markers = list(_TURN_RE.finditer(prompt))
+    if not markers:
+        return [ChatMessage(role="user", content=prompt)]
+    messages: list[ChatMessage] = []
+    lead = prompt[: markers[0].start()].strip()
+    for index, marker in enumerate(markers):
+        end = markers[index + 1].start() if index + 1 < len(markers) else len(prompt)
+        content = prompt[marker.end() : end].strip()
+        if index == 0 and lead:
+            content = f"{lead}\n\n{content}"
+        role = "user" if marker.group(1) == "user" else "assistant"
+        messages.append(ChatMessage(role=role, content=content))
+    if messages[-1].role != "user":
+        raise PromptError("a prompt written as turns must end with a [user] turn")
+    return messages
 
 
 def _normalize(text: str) -> str:
@@ -257,6 +288,10 @@ def _check_template(template: Template, op: Operation) -> None:
             f"found {sorted(template.placeholders)}"
         )
     probe = template.render(instruction="PROBE")
+    try:
+        split_turns(probe)
+    except PromptError as exc:
+        raise PromptError(f"{template.source}: {exc}") from None
     blocks = _BLOCK_RE.findall(probe)
     if len(blocks) != 1 or probe.count("<instruction>") != 1 or blocks[0].strip() != "PROBE":
         raise PromptError(

@@ -15,6 +15,7 @@ from agents.evol.operations import (
     OperationKind,
     OperationPack,
     compose_instruction,
+    split_turns,
 )
 from agents.evol.templates import PromptError
 
@@ -55,7 +56,13 @@ def test_rendered_prompts_follow_the_mock_server_conventions(name: str, profile:
         messages = pack.render(op, CODE_INSTRUCTION, profile)  # type: ignore[arg-type]
         message = messages[-1]
         assert message.role == "user"
-        assert [m.role for m in messages[:-1]] == (["system"] if profile == "compact" else [])
+        roles = [m.role for m in messages[:-1]]
+        if profile == "compact":
+            # a system message, then optional few-shot exchanges as real turns
+            assert roles[0] == "system"
+            assert roles[1:] == ["user", "assistant"] * (len(roles[1:]) // 2)
+        else:
+            assert roles == []
         text = "\n\n".join(m.content for m in messages)
         assert text.count("<instruction>") == 1
         assert text.count("</instruction>") == 1
@@ -174,6 +181,9 @@ def test_copied_few_shot_answer_is_detected(pack_name: str) -> None:
     for op in pack.operations:
         template = pack.template(op, "compact").text
         after_lines = [line[7:] for line in template.splitlines() if line.startswith("After: ")]
+        after_lines += [  # templates written as turns: the examples are the assistant turns
+            m.content for m in split_turns(template) if m.role == "assistant"
+        ]
         assert after_lines
         for line in after_lines:
             assert pack.copies_prompt(op, "compact", f"  {line.upper()}  ")
