@@ -73,6 +73,7 @@ class _Row:
     input: str
     current_step_id: str | None
     method: MethodSelected | None = None
+    finished: int = -1  # the last round whose outcome was applied
 
 
 @register("pool.rounds")
@@ -134,7 +135,8 @@ class PoolAgent(Agent[PoolParams]):
             if state is None or state.rounds_done < 0:
                 await self._start(seed, position, method)
             else:
-                row = _Row(seed.id, state.instruction, state.input, state.current_step_id, method)
+                row = _Row(seed.id, state.instruction, state.input, state.current_step_id, method,
+                           finished=state.rounds_done)
                 self.active[seed.id] = row
                 await self._next_round(row, state.rounds_done, cause=None)
         self.fed_all = True
@@ -223,6 +225,12 @@ class PoolAgent(Agent[PoolParams]):
         if row is None:
             self.log.warning("outcome_for_inactive_row", seed_id=outcome.seed_id, kind=outcome.kind)
             return
+        if outcome.round <= row.finished:
+            # A stale duplicate: after a restart over a broker, a round re-issued on resume and
+            # its original request can both come back. The first outcome of a round wins.
+            self.log.info("stale_outcome_ignored", seed_id=outcome.seed_id, round=outcome.round)
+            return
+        row.finished = outcome.round
         if isinstance(outcome, StepFailed):
             self._finish(row.seed_id, "failed", f"{outcome.stage}: {outcome.error_type}: "
                                                 f"{outcome.error}")
