@@ -3,9 +3,11 @@
 Order per answered step (each rule on/off in ``rules``):
 1. the local rules on the RESPONSE — an apology ("sorry") in fewer than 80 words, only
    punctuation and stop words — and on the evolved INSTRUCTION — it copies evolving-prompt words;
-2. for evolved steps (round ≥ 1), the LLM information-gain check: the judge compares parent and
-   child and answers Equal / Not Equal; Equal eliminates. An unparseable answer is counted and
-   handled by ``on_unparseable`` (accept by default: no guessing a failure).
+2. for evolved steps (round ≥ 1), the information-gain check: a child identical to its parent
+   (case, spacing, punctuation aside) fails without an LLM call; otherwise the judge LLM compares
+   parent and child and answers Equal / Not Equal; Equal eliminates (``use_llm`` off skips the
+   call). An unparseable answer is counted and handled by ``on_unparseable`` (accept by
+   default: no guessing a failure).
 
 Seeds (round 0) only go through the response rules. Publishes `Accepted` or `Rejected(rule)`;
 a judge LLM error that survived the retries publishes `StepFailed(stage="eliminate")`.
@@ -25,6 +27,7 @@ from agents.eliminator.rules import (
     RuleSet,
     Verdict,
     check_information_gain,
+    check_unchanged,
     parse_equality_answer,
     render_equality_prompt,
     run_local_rules,
@@ -73,7 +76,13 @@ class EliminatorAgent(Agent[EliminatorParams]):
             if verdict.failed:
                 await self._reject(message, verdict)
                 return
-        if step.round >= 1 and self.params.rules.information_gain.enabled:
+        gain = self.params.rules.information_gain
+        if step.round >= 1 and gain.enabled:
+            unchanged = check_unchanged(step.parent_instruction, step.instruction)
+            if unchanged.failed:
+                await self._reject(message, unchanged)
+                return
+        if step.round >= 1 and gain.enabled and gain.use_llm:
             verdict_or_none = await self._information_gain(message)
             if verdict_or_none is None:
                 return  # StepFailed published

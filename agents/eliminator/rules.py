@@ -51,6 +51,7 @@ __all__ = [
     "check_prompt_words",
     "check_sorry",
     "check_stopwords_only",
+    "check_unchanged",
     "load_stopwords",
     "parse_equality_answer",
     "render_equality_prompt",
@@ -234,6 +235,10 @@ def check_stopwords_only(response: str, stopwords: frozenset[str] | None = None)
 # ------------------------------------------------------------------ rule 4: evolving-prompt words
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
 def _normalize(text: str) -> str:
     return " ".join(re.sub(r"[#*_`\"'“”:]+", " ", text.lower()).split())
 
@@ -268,12 +273,24 @@ class _Rule(BaseModel):
 
 
 class InformationGainRule(_Rule):
-    """Rule 1 (needs an LLM call; the agent runs it): where an equality prompt override lives.
+    """Rule 1: an evolved instruction identical to its parent (after normalising case, spaces and
+    punctuation) fails at once; otherwise, with ``use_llm``, the LLM equality check decides.
 
-    The prompt profile follows the eliminator's ``profile`` (by default its backend's).
+    ``prompt_dir`` holds an equality prompt override; the prompt profile follows the eliminator's
+    ``profile`` (by default its backend's). Turn ``use_llm`` off for judges too weak to tell (a
+    0.5B model answers "Equal" to nearly every pair).
     """
 
+    use_llm: bool = True
     prompt_dir: Path | None = None
+
+
+def check_unchanged(parent: str, child: str) -> Verdict:
+    """Rule 1's free part: the child only repeats its parent (case, spacing, punctuation aside)."""
+    rule = RuleName.NO_INFORMATION_GAIN
+    if _words(parent) == _words(child):
+        return Verdict(rule=rule, outcome="fail", reason="identical to its parent")
+    return Verdict(rule=rule, outcome="pass", reason="differs from its parent")
 
 
 class SorryRule(_Rule):

@@ -264,3 +264,19 @@ def test_ruleset_is_configurable_from_plain_data() -> None:
     assert not rules.information_gain.enabled
     with pytest.raises(ValueError, match="extra"):
         RuleSet.model_validate({"sory": {}})
+
+
+@pytest.mark.parametrize(
+    ("child", "failed"),
+    [
+        pytest.param("Write a poem about the sea.", True, id="same"),
+        pytest.param("  write a POEM about the sea ", True, id="case-and-spacing"),
+        pytest.param("Write a four-line poem about the sea.", False, id="changed"),
+    ],
+)
+def test_unchanged_child_fails_information_gain_without_an_llm(child: str, failed: bool) -> None:
+    from agents.eliminator.rules import check_unchanged
+
+    verdict = check_unchanged("Write a poem about the sea.", child)
+    assert verdict.failed is failed
+    assert verdict.rule == RuleName.NO_INFORMATION_GAIN
