@@ -49,8 +49,9 @@ async def bench(messages: int, agents: int, concurrency: int, mailbox: int) -> d
                     mailbox_size=mailbox,
                 )
             )
-        bus.attach(AgentEndpoint("sink", [Route(Token, sink, topic=f"s{agents}")],
-                                 mailbox_size=mailbox))
+        bus.attach(
+            AgentEndpoint("sink", [Route(Token, sink, topic=f"s{agents}")], mailbox_size=mailbox)
+        )
         tokens = [Token(n=i) for i in range(messages)]
         wall0, cpu0 = time.perf_counter(), time.process_time()
         for token in tokens:
@@ -76,11 +77,15 @@ def main() -> None:
     args = parser.parse_args()
     result = anyio.run(bench, args.messages, args.agents, args.concurrency, args.mailbox)
     target = 100_000
-    print(f"chain of {args.agents} pass-through agents + sink, {args.messages:,} messages, "
-          f"concurrency {args.concurrency}, mailbox {args.mailbox}")
+    print(
+        f"chain of {args.agents} pass-through agents + sink, {args.messages:,} messages, "
+        f"concurrency {args.concurrency}, mailbox {args.mailbox}"
+    )
     print(f"deliveries:            {result['deliveries']:,.0f} in {result['wall_s']:.2f} s")
-    print(f"deliveries/s:          {result['deliveries_per_s']:,.0f}  "
-          f"({result['deliveries_per_s'] / target:.2f}x the 100,000/s target)")
+    print(
+        f"deliveries/s:          {result['deliveries_per_s']:,.0f}  "
+        f"({result['deliveries_per_s'] / target:.2f}x the 100,000/s target)"
+    )
     print(f"CPU per delivery:      {result['cpu_us_per_delivery']:.2f} µs")
 
 
