@@ -15,7 +15,6 @@ a worker.
 
 from __future__ import annotations
 
-import traceback
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -270,17 +269,7 @@ class InProcessBus:
 
     async def _dead_letter(self, slot: _AgentSlot, envelope: Envelope, error: Exception) -> None:
         message = envelope.message
-        dead = DeadLetter.caused_by(
-            message,
-            agent=slot.endpoint.name,
-            message_kind=message.kind,
-            message_id=message.id,
-            message=message.model_dump(mode="json"),
-            error_type=type(error).__name__,
-            error=str(error),
-            traceback="".join(traceback.format_exception(error)),
-            attempt=envelope.attempt,
-        )
+        dead = DeadLetter.of(message, slot.endpoint.name, error, envelope.attempt)
         self._dead_letters.append(dead)
         self._dead_letter_count += 1
         _log.error(

@@ -12,6 +12,7 @@ are carried over.
 
 from __future__ import annotations
 
+import traceback
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, Self
@@ -126,3 +127,18 @@ class DeadLetter(Message):
     error: str
     traceback: str
     attempt: int = 1
+
+    @classmethod
+    def of(cls, message: Message, agent: str, error: BaseException, attempt: int = 1) -> DeadLetter:
+        """The dead letter of ``message``, whose handler in ``agent`` raised ``error``."""
+        return cls.caused_by(
+            message,
+            agent=agent,
+            message_kind=message.kind,
+            message_id=message.id,
+            message=message.model_dump(mode="json"),
+            error_type=type(error).__name__,
+            error=str(error),
+            traceback="".join(traceback.format_exception(error)),
+            attempt=attempt,
+        )

@@ -52,7 +52,6 @@ import contextlib
 import contextvars
 import json
 import time
-import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -714,17 +713,7 @@ class NatsBus:
 
     async def _dead_letter(self, slot: _AgentSlot, envelope: Envelope, error: Exception) -> None:
         message = envelope.message
-        dead = DeadLetter.caused_by(
-            message,
-            agent=slot.endpoint.name,
-            message_kind=message.kind,
-            message_id=message.id,
-            message=message.model_dump(mode="json"),
-            error_type=type(error).__name__,
-            error=str(error),
-            traceback="".join(traceback.format_exception(error)),
-            attempt=envelope.attempt,
-        )
+        dead = DeadLetter.of(message, slot.endpoint.name, error, envelope.attempt)
         if not self._monitor:  # the monitor counts every dead letter from the stream
             self._keep_dead_letter(dead)
         _log.error(
