@@ -25,6 +25,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
+from bus._accounting import PendingCounter, log_observer_failure
 from bus.errors import (
     BusClosedError,
     DuplicateSubscriptionError,
@@ -94,9 +95,7 @@ class InProcessBus:
         self._agents: dict[str, _AgentSlot] = {}
         self._routes: dict[tuple[type[Message], str | None], list[_Target]] = {}
         self._observers: list[BusObserver] = []
-        self._pending = 0
-        self._idle = anyio.Event()
-        self._idle.set()
+        self._pending = PendingCounter()
         self._published = 0
         self._dead_letters: deque[DeadLetter] = deque(maxlen=keep_dead_letters)
         self._dead_letter_count = 0
@@ -183,11 +182,11 @@ class InProcessBus:
             except Exception:
                 self._observer_failed("on_publish", message)
         for slot, handler in targets:
-            self._begin()
+            self._pending.begin()
             try:
                 await slot.mailbox.put((envelope, handler))
             except BaseException:
-                self._end()
+                self._pending.end()
                 raise
 
     def _targets_for(
@@ -240,7 +239,7 @@ class InProcessBus:
             try:
                 await self._deliver(slot, envelope, handler)
             finally:
-                self._end()
+                self._pending.end()
 
     async def _deliver(self, slot: _AgentSlot, envelope: Envelope, handler: Handler) -> None:
         slot.in_flight += 1
@@ -294,28 +293,10 @@ class InProcessBus:
 
     def _observer_failed(self, hook: str, message: Message) -> None:
         self._observer_errors += 1
-        _log.exception(
-            "observer_failed",
-            hook=hook,
-            message_kind=message.kind,
-            message_id=message.id,
-            correlation_id=message.correlation_id,
-        )
-
-    # -- accounting ------------------------------------------------------------------------
-    def _begin(self) -> None:
-        if self._pending == 0:
-            self._idle = anyio.Event()
-        self._pending += 1
-
-    def _end(self) -> None:
-        self._pending -= 1
-        if self._pending == 0:
-            self._idle.set()
+        log_observer_failure(_log, hook, message)
 
     async def drain(self) -> None:
-        while self._pending:
-            await self._idle.wait()
+        await self._pending.wait_idle()
 
     @property
     def dead_letters(self) -> Sequence[DeadLetter]:
@@ -341,7 +322,7 @@ class InProcessBus:
             )
         return BusStatistics(
             published=self._published,
-            pending=self._pending,
+            pending=self._pending.count,
             dead_letters=self._dead_letter_count,
             agents=agents,
         )

@@ -77,6 +77,7 @@ from nats.js.api import (
 )
 from nats.js.client import JetStreamContext
 
+from bus._accounting import PendingCounter, log_observer_failure
 from bus.errors import (
     BusClosedError,
     BusError,
@@ -269,9 +270,7 @@ class NatsBus:
         self._waiting_publishers = 0
         self._reconnects = 0
         self._monitored = 0
-        self._local_in_flight = 0
-        self._idle = anyio.Event()
-        self._idle.set()
+        self._local = PendingCounter()
         self._loops = 0
         self._loops_done = anyio.Event()
         self._cancel_on_close: set[anyio.CancelScope] = set()
@@ -379,8 +378,7 @@ class NatsBus:
             scope.cancel()
         if self._loops:
             await self._loops_done.wait()
-        while self._local_in_flight:
-            await self._idle.wait()
+        await self._local.wait_idle()
 
     # -- broker setup ----------------------------------------------------------------------
     async def _ensure_stream(self) -> None:
@@ -607,13 +605,13 @@ class NatsBus:
                     await anyio.sleep(0.2)
                     continue
                 for raw in messages:
-                    self._begin()
+                    self._local.begin()
                     slot.holding[id(raw)] = raw
                     try:
                         await self._deliver(slot, raw)
                     finally:
                         slot.holding.pop(id(raw), None)
-                        self._end()
+                        self._local.end()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await subscription.unsubscribe()
@@ -762,11 +760,11 @@ class NatsBus:
                     _log.warning("nats_fetch_failed", agent=MONITOR_CONSUMER, error=str(exc))
                     await anyio.sleep(0.2)
                     continue
-                self._begin()
+                self._local.begin()
                 try:
                     in_order = await self._observe(batch)
                 finally:
-                    self._end()
+                    self._local.end()
                 if not in_order:  # part of the batch comes back: let it come before newer ones
                     await self._wait_out_redelivery("batch not fully acked", len(batch))
         finally:
@@ -854,25 +852,9 @@ class NatsBus:
 
     def _observer_failed(self, hook: str, message: Message) -> None:
         self._observer_errors += 1
-        _log.exception(
-            "observer_failed",
-            hook=hook,
-            message_kind=message.kind,
-            message_id=message.id,
-            correlation_id=message.correlation_id,
-        )
+        log_observer_failure(_log, hook, message)
 
     # -- draining and accounting -----------------------------------------------------------
-    def _begin(self) -> None:
-        if self._local_in_flight == 0:
-            self._idle = anyio.Event()
-        self._local_in_flight += 1
-
-    def _end(self) -> None:
-        self._local_in_flight -= 1
-        if self._local_in_flight == 0:
-            self._idle.set()
-
     async def drain(self) -> None:
         """Return once the whole topology is idle (see the module docstring); polls the broker
         every ``drain_poll_s``. Raises BusError when the broker stays unavailable."""
@@ -880,9 +862,9 @@ class NatsBus:
         while True:
             before = await self._retrying("stream info", self._last_sequence)
             busy = await self._retrying("consumer info", self._poll_consumers)
-            if not busy and self._local_in_flight == 0:
+            if not busy and self._local.count == 0:
                 after = await self._retrying("stream info", self._last_sequence)
-                if after == before and self._local_in_flight == 0:
+                if after == before and self._local.count == 0:
                     return
             await anyio.sleep(self._drain_poll_s)
 
@@ -976,7 +958,7 @@ class NatsBus:
         backlog = sum(slot.queued for slot in self._agents.values())
         return BusStatistics(
             published=self._published,
-            pending=self._local_in_flight + backlog,
+            pending=self._local.count + backlog,
             dead_letters=self._dead_letter_count,
             agents=agents,
         )
