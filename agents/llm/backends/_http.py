@@ -118,6 +118,16 @@ def error_from_status(
     return BadRequestError(f"{where}: request rejected ({status}): {short}")
 
 
+def sdk_error_message(message: str, body: object) -> str:
+    """The server's own error text from an SDK status error's JSON ``body`` (``{"error":
+    {"message": ...}}`` or ``{"message": ...}``), else the SDK's ``message``."""
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+    return message
+
+
 def openai_request_kwargs(params: GenerationParams) -> dict[str, Any]:
     """The OpenAI chat-completions fields for `params` (unset fields are left out)."""
     kw: dict[str, Any] = {}

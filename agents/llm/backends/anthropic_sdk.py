@@ -16,7 +16,12 @@ from typing import Any
 
 import anthropic
 
-from agents.llm.backends._http import error_from_status, resolve_api_key, scrub
+from agents.llm.backends._http import (
+    error_from_status,
+    resolve_api_key,
+    scrub,
+    sdk_error_message,
+)
 from agents.llm.config import BackendConfig
 from agents.llm.errors import (
     LLMError,
@@ -92,12 +97,7 @@ class AnthropicTransport:
         return scrub(f"LLM backend 'anthropic' at {self.endpoint}: {what}", self._config)
 
     def _status_error(self, exc: anthropic.APIStatusError) -> LLMError:
-        message = exc.message
-        body = exc.body
-        if isinstance(body, dict):
-            err = body.get("error", body)
-            if isinstance(err, dict) and isinstance(err.get("message"), str):
-                message = err["message"]
+        message = sdk_error_message(exc.message, exc.body)
         return error_from_status(
             exc.status_code, message, exc.response.headers, config=self._config, url=self.endpoint
         )

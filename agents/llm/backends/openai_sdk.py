@@ -20,6 +20,7 @@ from agents.llm.backends._http import (
     openai_request_kwargs,
     resolve_api_key,
     scrub,
+    sdk_error_message,
 )
 from agents.llm.config import BackendConfig
 from agents.llm.errors import (
@@ -84,12 +85,7 @@ class OpenAITransport:
         return scrub(f"LLM backend 'openai' at {self.endpoint}: {what}", self._config)
 
     def _status_error(self, exc: openai.APIStatusError) -> LLMError:
-        message = exc.message
-        body = exc.body
-        if isinstance(body, dict):
-            err = body.get("error", body)
-            if isinstance(err, dict) and isinstance(err.get("message"), str):
-                message = err["message"]
+        message = sdk_error_message(exc.message, exc.body)
         return error_from_status(
             exc.status_code,
             message,
