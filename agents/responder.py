@@ -1,4 +1,4 @@
-"""ResponderAgent: answers each evolved instruction (and seeds without a reference output).
+"""ResponderAgent: answers each screened instruction (and seeds without a reference output).
 
 The instruction itself (with its input appended) is the user message; an optional system prompt
 file sets the tone. Publishes `Answered`; an LLM error that survived the retries publishes
@@ -17,7 +17,7 @@ from agents.evol.operations import compose_instruction
 from agents.llm.errors import LLMError
 from agents.llm.types import ChatMessage, GenerationParams
 from agents.pipeline.common import derive_int, llm_for
-from agents.pipeline.messages import Answered, Evolved, StepFailed
+from agents.pipeline.messages import Answered, Screened, StepFailed
 from agents.registry import register
 
 __all__ = ["ResponderAgent", "ResponderParams"]
@@ -48,7 +48,7 @@ class ResponderAgent(Agent[ResponderParams]):
             self._system = path.read_text(encoding="utf-8").strip()
 
     @handles
-    async def on_evolved(self, message: Evolved) -> None:
+    async def on_screened(self, message: Screened) -> None:
         step = message.step
         try:
             text = await self.answer(

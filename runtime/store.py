@@ -29,6 +29,7 @@ from agents.pipeline.messages import (
     Evolved,
     EvolveRequest,
     Rejected,
+    Screened,
     Step,
     StepFailed,
 )
@@ -269,6 +270,8 @@ class RunStore:
             )
         elif isinstance(message, Evolved):
             self._put_step(message.step, "evolved")
+        elif isinstance(message, Screened):
+            self._put_step(message.step, "screened")
         elif isinstance(message, Answered):
             self._put_step(message.step, "answered")
         elif isinstance(message, Accepted):

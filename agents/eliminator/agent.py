@@ -1,16 +1,24 @@
 """EliminatorAgent: drops failed evolutions by the WizardLM rules, counting each rule.
 
-Order per answered step (each rule on/off in ``rules``):
-1. the local rules on the RESPONSE — an apology ("sorry") in fewer than 80 words, only
-   punctuation and stop words — and on the evolved INSTRUCTION — it copies evolving-prompt words;
-2. for evolved steps (round ≥ 1), the information-gain check: a child identical to its parent
-   (case, spacing, punctuation aside) fails without an LLM call; otherwise the judge LLM compares
-   parent and child and answers Equal / Not Equal; Equal eliminates (``use_llm`` off skips the
-   call). An unparseable answer is counted and handled by ``on_unparseable`` (accept by
-   default: no guessing a failure).
+It sees every step twice (``screen_before_answer``, the default):
 
-Seeds (round 0) only go through the response rules. Publishes `Accepted` or `Rejected(rule)`;
-a judge LLM error that survived the retries publishes `StepFailed(stage="eliminate")`.
+1. **Screening** (`Evolved` → `Screened` or `Rejected`), for evolved steps (round ≥ 1), the rules
+   that judge the INSTRUCTION alone: it copies evolving-prompt words (rule 4); it is identical to
+   its parent (case, spacing, punctuation aside — rule 1 without an LLM call); the judge LLM
+   compares parent and child and answers Equal / Not Equal (rule 1; ``use_llm`` off skips the
+   call). A step rejected here is never answered: no response is paid for. Seeds (round 0) pass
+   through.
+2. **Judging** (`Answered` → `Accepted` or `Rejected`), the rules that judge the RESPONSE: an
+   apology ("sorry") in fewer than 80 words (rule 2), only punctuation and stop words (rule 3).
+
+With ``screen_before_answer = false`` screening passes every step through and all rules run on the
+answered step (response rules first, the judge LLM last): fewer judge calls — only for steps whose
+answer was clean — at the price of answering steps that rule 1 or 4 then rejects. Worth it only
+when the judge model costs much more than the responder.
+
+Each rule can be switched off. An unparseable equality answer is counted and handled by
+``on_unparseable`` (accept by default: no guessing a failure). A judge LLM error that survived
+the retries publishes `StepFailed(stage="eliminate")`.
 """
 
 from __future__ import annotations
@@ -23,24 +31,30 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.base import Agent, AgentProgress, handles
 from agents.eliminator.rules import (
     EqualityAnswer,
-    RuleName,
     RuleSet,
     Verdict,
     check_information_gain,
     check_unchanged,
+    instruction_rules,
     parse_equality_answer,
     render_equality_prompt,
-    run_local_rules,
+    response_rules,
 )
 from agents.llm.errors import LLMError
 from agents.llm.types import GenerationParams
 from agents.pipeline.common import ProfileSetting, llm_for, profile_of
-from agents.pipeline.messages import Accepted, Answered, Rejected, StepFailed
+from agents.pipeline.messages import (
+    Accepted,
+    Answered,
+    Evolved,
+    Rejected,
+    Screened,
+    Step,
+    StepFailed,
+)
 from agents.registry import register
 
 __all__ = ["EliminatorAgent", "EliminatorParams"]
-
-RESPONSE_RULES = {RuleName.SORRY_SHORT_RESPONSE, RuleName.STOPWORDS_ONLY_RESPONSE}
 
 
 class EliminatorParams(BaseModel):
@@ -49,6 +63,11 @@ class EliminatorParams(BaseModel):
     rules: RuleSet = Field(default_factory=RuleSet)
     profile: ProfileSetting = "auto"
     on_unparseable: Literal["accept", "reject"] = "accept"
+    screen_before_answer: bool = Field(
+        default=True,
+        description="judge the instruction (rules 4 and 1) before it is answered, so that a "
+        "rejected step costs no response",
+    )
     max_tokens: int = Field(default=16, ge=1, description="the judge answers in a few words")
 
 
@@ -64,40 +83,73 @@ class EliminatorAgent(Agent[EliminatorParams]):
         self.counts = Counter()
 
     @handles
-    async def on_answered(self, message: Answered) -> None:
+    async def on_evolved(self, message: Evolved) -> None:
+        """Screening: the instruction rules, then `Screened` for the responder."""
         step = message.step
-        response = step.response or ""
-        verdicts = run_local_rules(
-            step.instruction, response, self.params.rules, parent=step.parent_instruction
-        )
-        for verdict in verdicts:
-            if step.round == 0 and verdict.rule not in RESPONSE_RULES:
-                continue
+        if step.round >= 1 and self.params.screen_before_answer:
+            try:
+                verdict = await self._judge_instruction(step)
+            except LLMError as exc:
+                await self.publish(StepFailed.of(message, step, "eliminate", exc))
+                return
+            if verdict is not None:
+                await self._reject(message, verdict)
+                return
+        self.counts["screened"] += 1
+        await self.publish(Screened.caused_by(message, step=step))
+
+    @handles
+    async def on_answered(self, message: Answered) -> None:
+        """Judging: the response rules (and the instruction rules when not screened)."""
+        step = message.step
+        for verdict in response_rules(step.response or "", self.params.rules):
             if verdict.failed:
                 await self._reject(message, verdict)
                 return
-        gain = self.params.rules.information_gain
-        if step.round >= 1 and gain.enabled:
-            unchanged = check_unchanged(step.parent_instruction, step.instruction)
-            if unchanged.failed:
-                await self._reject(message, unchanged)
+        if step.round >= 1 and not self.params.screen_before_answer:
+            try:
+                instruction_verdict = await self._judge_instruction(step)
+            except LLMError as exc:
+                await self.publish(StepFailed.of(message, step, "eliminate", exc))
                 return
-        if step.round >= 1 and gain.enabled and gain.use_llm:
-            verdict_or_none = await self._information_gain(message)
-            if verdict_or_none is None:
-                return  # StepFailed published
-            if verdict_or_none.failed or (
-                verdict_or_none.outcome == "unparseable" and self.params.on_unparseable == "reject"
-            ):
-                await self._reject(message, verdict_or_none)
+            if instruction_verdict is not None:
+                await self._reject(message, instruction_verdict)
                 return
         self.counts["accepted"] += 1
         await self.publish(
             Accepted.caused_by(message, seed_id=step.seed_id, round=step.round, step=step)
         )
 
-    async def _information_gain(self, message: Answered) -> Verdict | None:
-        step = message.step
+    async def _judge_instruction(self, step: Step) -> Verdict | None:
+        """The first failed instruction rule of an evolved step; None when it passes all.
+
+        Raises LLMError when the judge LLM call failed for good.
+        """
+        for verdict in instruction_rules(
+            step.instruction, self.params.rules, parent=step.parent_instruction
+        ):
+            if verdict.failed:
+                return verdict
+        gain = self.params.rules.information_gain
+        if not gain.enabled:
+            return None
+        unchanged = check_unchanged(step.parent_instruction, step.instruction)
+        if unchanged.failed:
+            return unchanged
+        if not gain.use_llm:
+            return None
+        judged = await self._information_gain(step)
+        if judged.failed or (
+            judged.outcome == "unparseable" and self.params.on_unparseable == "reject"
+        ):
+            return judged
+        return None
+
+    async def _information_gain(self, step: Step) -> Verdict:
+        """Rule 1 by the judge LLM (greedy, so a repeated pair is answered by the cache).
+
+        Raises LLMError when the call failed for good.
+        """
         llm = llm_for(self)
         profile = profile_of(llm, self.params.profile)
         prompt = render_equality_prompt(
@@ -107,17 +159,13 @@ class EliminatorAgent(Agent[EliminatorParams]):
             user_dir=self.params.rules.information_gain.prompt_dir,
         )
         params = GenerationParams(temperature=0.0, max_tokens=self.params.max_tokens)
-        try:
-            completion = await llm.complete(prompt, params, caller=self.name)
-        except LLMError as exc:
-            await self.publish(StepFailed.of(message, step, "eliminate", exc))
-            return None
+        completion = await llm.complete(prompt, params, caller=self.name)
         answer = parse_equality_answer(completion.text)
         if answer is EqualityAnswer.UNPARSEABLE:
             self.counts["unparseable_judgement"] += 1
         return check_information_gain(answer)
 
-    async def _reject(self, message: Answered, verdict: Verdict) -> None:
+    async def _reject(self, message: Evolved | Answered, verdict: Verdict) -> None:
         step = message.step
         self.counts[str(verdict.rule)] += 1
         await self.publish(
@@ -133,7 +181,9 @@ class EliminatorAgent(Agent[EliminatorParams]):
 
     def progress(self) -> AgentProgress:
         rejected = sum(
-            v for k, v in self.counts.items() if k not in ("accepted", "unparseable_judgement")
+            v
+            for k, v in self.counts.items()
+            if k not in ("accepted", "screened", "unparseable_judgement")
         )
         return AgentProgress(
             label=f"judged (rejected {rejected})",

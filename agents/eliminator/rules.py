@@ -52,9 +52,11 @@ __all__ = [
     "check_sorry",
     "check_stopwords_only",
     "check_unchanged",
+    "instruction_rules",
     "load_stopwords",
     "parse_equality_answer",
     "render_equality_prompt",
+    "response_rules",
     "run_local_rules",
 ]
 
@@ -330,14 +332,8 @@ class RuleSet(BaseModel):
     prompt_words: PromptWordsRule = PromptWordsRule()
 
 
-def run_local_rules(
-    instruction: str, response: str, rules: RuleSet | None = None, *, parent: str = ""
-) -> list[Verdict]:
-    """Verdicts of every enabled local rule, in the fixed order: sorry, stop words, prompt words.
-
-    `instruction` is the evolved instruction, `response` the answer to it, `parent` the
-    instruction it was evolved from (for rule 4's parent exemption).
-    """
+def response_rules(response: str, rules: RuleSet | None = None) -> list[Verdict]:
+    """Verdicts of the enabled rules that judge the RESPONSE (2: sorry, 3: stop words), in order."""
     rules = rules or RuleSet()
     verdicts: list[Verdict] = []
     if rules.sorry.enabled:
@@ -346,10 +342,32 @@ def run_local_rules(
         )
     if rules.stopwords.enabled:
         verdicts.append(check_stopwords_only(response, rules.stopwords.stopwords()))
-    if rules.prompt_words.enabled:
-        exempt = parent if rules.prompt_words.ignore_if_in_parent else ""
-        verdicts.append(check_prompt_words(instruction, rules.prompt_words.phrases, parent=exempt))
     return verdicts
+
+
+def instruction_rules(
+    instruction: str, rules: RuleSet | None = None, *, parent: str = ""
+) -> list[Verdict]:
+    """Verdicts of the enabled local rules that judge the evolved INSTRUCTION (4: prompt words).
+
+    They need no response, so the eliminator runs them before the step is answered.
+    """
+    rules = rules or RuleSet()
+    if not rules.prompt_words.enabled:
+        return []
+    exempt = parent if rules.prompt_words.ignore_if_in_parent else ""
+    return [check_prompt_words(instruction, rules.prompt_words.phrases, parent=exempt)]
+
+
+def run_local_rules(
+    instruction: str, response: str, rules: RuleSet | None = None, *, parent: str = ""
+) -> list[Verdict]:
+    """Verdicts of every enabled local rule, in the fixed order: sorry, stop words, prompt words.
+
+    `instruction` is the evolved instruction, `response` the answer to it, `parent` the
+    instruction it was evolved from (for rule 4's parent exemption).
+    """
+    return response_rules(response, rules) + instruction_rules(instruction, rules, parent=parent)
 
 
 def apply_local_rules(

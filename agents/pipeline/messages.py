@@ -3,9 +3,14 @@
 A *row* is one seed's lineage; it moves through rounds 0..M. Round 0 is the seed itself (answered
 if it has no reference output); round k ≥ 1 evolves the row's current instruction once::
 
-    EvolveRequest ─▶ EvolAgent ─▶ Evolved ─▶ Responder ─▶ Answered ─▶ Eliminator ─▶ Accepted
-                                                                                  └▶ Rejected
+    EvolveRequest ─▶ EvolAgent ─▶ Evolved ─▶ Eliminator ─▶ Screened ─▶ Responder ─▶ Answered
+                                              └▶ Rejected (instruction rules)            │
+                              Accepted ◀─ Eliminator (response rules) ◀──────────────────┘
+                              Rejected ◀─┘
     any stage whose LLM call exhausted its retries ──────────────────────────────▶ StepFailed
+
+The eliminator screens the evolved instruction before it is answered (rules 4 and 1 need no
+response), so a step it rejects never costs a response.
 
 `Accepted`, `Rejected` and `StepFailed` are `RowOutcome`s: the pool controller handles them all
 with one subscription. A step's identity is ``step_id = "<seed_id>:<round>"`` (one step per row
@@ -29,6 +34,7 @@ __all__ = [
     "PoolFinished",
     "Rejected",
     "RowOutcome",
+    "Screened",
     "Step",
     "StepFailed",
     "step_id_for",
@@ -87,6 +93,16 @@ class Evolved(Message):
     """A step whose instruction was evolved (or a seed to be answered, round 0)."""
 
     kind: Literal["evol.evolved"] = "evol.evolved"
+    step: Step
+
+
+class Screened(Message):
+    """A step whose instruction passed the eliminator's instruction rules: answer it.
+
+    Round-0 steps (seeds to be answered) pass through unscreened: a seed was not evolved.
+    """
+
+    kind: Literal["evol.screened"] = "evol.screened"
     step: Step
 
 

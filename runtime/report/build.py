@@ -75,6 +75,7 @@ REPORT_FILE = "report.html"
 LLM_RESULT_KINDS: frozenset[str] = frozenset(
     {
         "evol.evolved",
+        "evol.screened",
         "evol.answered",
         "evol.accepted",
         "evol.rejected",

@@ -18,9 +18,11 @@ from agents.eliminator.rules import (
     check_prompt_words,
     check_sorry,
     check_stopwords_only,
+    instruction_rules,
     load_stopwords,
     parse_equality_answer,
     render_equality_prompt,
+    response_rules,
     run_local_rules,
 )
 from agents.evol.templates import PromptError
@@ -246,6 +248,24 @@ def test_local_rules_run_in_fixed_order_and_report_the_first_failure() -> None:
     assert first.rule is RuleName.SORRY_SHORT_RESPONSE
 
 
+def test_instruction_rules_need_no_response_and_response_rules_no_instruction() -> None:
+    # the eliminator screens with the instruction rules before the step is answered
+    assert [v.rule for v in instruction_rules("#Given Prompt#")] == [
+        RuleName.COPIES_EVOLVING_PROMPT
+    ]
+    assert (
+        instruction_rules("#Given Prompt# again", parent="Rewrite the #Given Prompt#")[0].outcome
+        == "pass"
+    )
+    assert [v.rule for v in response_rules("Sorry.")] == [
+        RuleName.SORRY_SHORT_RESPONSE,
+        RuleName.STOPWORDS_ONLY_RESPONSE,
+    ]
+    assert response_rules("Sorry.") + instruction_rules("#Given Prompt#") == run_local_rules(
+        "#Given Prompt#", "Sorry."
+    )
+
+
 def test_disabled_rules_do_not_run() -> None:
     rules = RuleSet(
         sorry=SorryRule(enabled=False),
@@ -253,6 +273,7 @@ def test_disabled_rules_do_not_run() -> None:
         prompt_words=PromptWordsRule(enabled=False),
     )
     assert run_local_rules("#Given Prompt#", "Sorry.", rules) == []
+    assert instruction_rules("#Given Prompt#", rules) == response_rules("Sorry.", rules) == []
     assert apply_local_rules("#Given Prompt#", "Sorry.", rules) is None
 
 

@@ -122,6 +122,53 @@ async def test_rejected_steps_keep_the_parent_and_accepted_steps_replace_it(
         assert row["rounds_done"] == 4
 
 
+async def test_screening_before_answering_saves_responses_and_never_changes_the_dataset(
+    tmp_path: Path,
+) -> None:
+    path = write_seeds(tmp_path / "seeds.jsonl", seeds(40))
+    views = {}
+    for screen in (True, False):
+        run_dir = tmp_path / f"screen-{screen}"
+        await run_pipeline(
+            pipeline_config(
+                inputs(path),
+                scripted("mixed"),
+                rounds=4,
+                eliminator={"screen_before_answer": screen},
+            ),
+            run_dir,
+        )
+        views[screen] = view = RunView(run_dir)
+        assert_accounted(view, seeds=40, rounds=4)
+    screened, unscreened = views[True], views[False]
+    # the same steps are accepted, with the same responses: the order changes the cost only
+    assert screened.dataset() == unscreened.dataset()
+    # screening first: a step rejected by rule 1 is never answered...
+    equal = screened.steps("rule = 'no_information_gain'")
+    assert equal
+    assert all(step["response"] is None for step in equal)
+    # ...so the responder made exactly as many fewer calls as screening rejected steps
+    answered = {
+        screen: view.summary()["llm_usage"]["callers"]["responder"]["calls"]
+        for screen, view in views.items()
+    }
+    assert answered[False] - answered[True] == len(equal)
+    # a step that fails both rule 1 and rule 2 is counted by the rule that ran first
+    both = {s["step_id"] for s in unscreened.steps("rule = 'sorry_short_response'")} & {
+        s["step_id"] for s in equal
+    }
+    assert both
+    assert screened.rules()["no_information_gain"] == (
+        unscreened.rules()["no_information_gain"] + len(both)
+    )
+    # judging after answering asks the judge only for steps whose answer was clean
+    judge_calls = {
+        screen: view.summary()["llm_usage"]["callers"]["eliminator"]["calls"]
+        for screen, view in views.items()
+    }
+    assert judge_calls[False] < judge_calls[True]
+
+
 async def test_seeds_without_output_are_answered_and_judged_in_round_zero(
     tmp_path: Path,
 ) -> None:

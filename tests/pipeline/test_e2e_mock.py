@@ -6,11 +6,11 @@ How the mock's content-fault counters (`/mock/stats`) relate to our per-rule cou
 - The responder's and the evolver's calls carry a sampling seed derived from (run seed, row,
   round), so their cache keys never repeat: each of those calls reaches the mock exactly once and
   the mock's counters see every fault they inject.
-- The eliminator applies the local rules in a fixed order — sorry (response) → stop words
-  (response) → evolving-prompt words (instruction) — and asks the LLM equality question only for
-  steps that passed all three. So a "sorry" or "stopwords" answer is always counted under its own
-  rule, even when the instruction also leaked prompt words; a leak is only counted when the
-  answer was clean.
+- The eliminator screens each evolved instruction BEFORE it is answered — evolving-prompt words
+  (rule 4), then the LLM equality question (rule 1) — and judges the response of the survivors —
+  sorry (rule 2), stop words (rule 3). So every leak that survives parsing is counted under rule
+  4, an instruction rejected at screening is never answered (no response is paid for), and every
+  "sorry" / "stopwords" answer the mock injects is counted under its own rule.
 - The equality check is greedy (temperature 0) and the same (parent, child) pair comes back in a
   later round when a row evolves a rejected parent again, so the response cache (and
   single-flight, for concurrent duplicates) answers repeats without a request: the mock counts
@@ -88,27 +88,36 @@ async def test_every_seed_is_accounted_for_and_rule_counts_match_injected_faults
         == usage["evol"]["calls"]
         == SEEDS * ROUNDS
     )
-    answered = [s for s in view.steps() if s["rule"] != "unparseable_evolution"]
+    # the responder answers the seeds without a reference output and the evolved steps that passed
+    # screening — never a step that rule 4 or rule 1 rejected
+    screened_out = view.steps(
+        "round >= 1 AND rule IN ('copies_evolving_prompt', 'no_information_gain')"
+    )
+    assert all(step["response"] is None for step in screened_out)
+    answered = view.steps("response IS NOT NULL AND round >= 1")
+    evolved = view.steps("round >= 1")
+    assert len(answered) == len(evolved) - len(screened_out)
     seeds_without_output = len(
         view.query("SELECT seed_id FROM seeds WHERE output IS NULL OR output = ''")
     )
     assert (
         stats.replies_by_kind["answer"]
         == usage["responder"]["calls"]
-        == (len(answered) - SEEDS + seeds_without_output)
+        == len(answered) + seeds_without_output
     )
 
     rules = view.rules()
     faults = stats.content_faults
-    # -- rules 2 and 3 judge the RESPONSE and come first: exact ----------------------------------
+    # -- rules 2 and 3 judge the RESPONSE of every answered step: exact --------------------------
     assert rules["sorry_short_response"] == faults["sorry"]
     assert rules["stopwords_only_response"] == faults["stopwords"]
     for step in view.steps("rule = 'sorry_short_response'"):
         assert len(step["response"].split()) < 80
         assert "sorry" in step["response"].lower()
 
-    # -- rule 1 (LLM equality) runs only for steps that passed 2-4; repeats come from the cache --
-    judged = view.steps("round >= 1 AND (status = 'accepted' OR rule = 'no_information_gain')")
+    # -- rule 1 (LLM equality) runs for every evolved step that passed rule 4; repeats come from
+    # the cache ----------------------------------------------------------------------------------
+    judged = view.steps("round >= 1 AND (rule IS NULL OR rule != 'copies_evolving_prompt')")
     pairs = Counter((s["parent_instruction"], s["instruction"]) for s in judged)
     assert stats.replies_by_kind["equality"] == len(pairs) == usage["eliminator"]["cache_misses"]
     assert usage["eliminator"]["calls"] == len(pairs)
@@ -121,7 +130,6 @@ async def test_every_seed_is_accounted_for_and_rule_counts_match_injected_faults
     assert rules["no_information_gain"] == sum(equal.values()) >= faults["equal"]
 
     # -- rule 4 and the copy_prompt leaks: every leak accounted for, per leak form ---------------
-    evolved = view.steps("round >= 1")
     forms = {s["step_id"]: leak_form(s["raw_text"]) for s in evolved}
     leaks = [s for s in evolved if forms[s["step_id"]] is not None]
     assert len(leaks) == faults["copy_prompt"]
@@ -145,12 +153,9 @@ async def test_every_seed_is_accounted_for_and_rule_counts_match_injected_faults
     # count; the dataset stays clean). Those steps go on to be judged like any other.
     assert "copies_evolving_prompt" not in stripped
     assert "unparseable_evolution" not in rules  # every mock evolution parses
-    # A leak that survives parsing is caught by rule 4 unless rule 2 or 3 (which come first)
-    # already rejected the step for its answer: exact, and it happens.
-    assert set(survived) <= {"copies_evolving_prompt", "sorry_short_response",
-                             "stopwords_only_response"}  # fmt: skip
-    assert survived["copies_evolving_prompt"] > 0
-    assert rules["copies_evolving_prompt"] == survived["copies_evolving_prompt"]
+    # A leak that survives parsing is caught by rule 4 at screening, before anything else: exact.
+    assert set(survived) == {"copies_evolving_prompt"}
+    assert rules["copies_evolving_prompt"] == survived["copies_evolving_prompt"] > 0
     # nothing else trips rule 4, and no accepted instruction carries evolving-prompt words
     for step in view.steps("status = 'accepted' AND round >= 1"):
         assert not check_prompt_words(step["instruction"], parent=step["parent_instruction"]).failed
@@ -167,5 +172,6 @@ async def test_every_seed_is_accounted_for_and_rule_counts_match_injected_faults
     print(
         f"rules={dict(rules)} mock_faults={faults} "
         f"distinct={stats.content_faults_distinct} leak_fates={fate} "
-        f"survived_parsing={dict(survived)} stripped_by_parser={dict(stripped)}"
+        f"survived_parsing={dict(survived)} stripped_by_parser={dict(stripped)} "
+        f"responses_not_paid_for={len(screened_out)} of {len(evolved)} evolved steps"
     )
