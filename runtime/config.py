@@ -108,9 +108,18 @@ class BusSettings(_Strict):
         default_factory=list,
         description="agents (names or roles) the coordinator runs besides those with a main task",
     )
+    shared_llm_cache: bool = Field(
+        default=True,
+        description="every process layers the bucket <stream>-llm-cache under its local LLM "
+        "cache, so work redone by another worker repeats no LLM call",
+    )
 
     def stream_for(self, run_name: str) -> str:
         return self.stream or f"evolagents-{run_name}".replace(".", "_")
+
+    def cache_bucket_for(self, run_name: str) -> str:
+        """The JetStream key-value bucket of the run's shared LLM cache."""
+        return f"{self.stream_for(run_name)}-llm-cache"
 
 
 class RunSettings(_Strict):

@@ -258,7 +258,7 @@ async def run_worker(
             _log.info("worker_serving")
 
     async with AsyncExitStack() as stack:
-        llms = _build_llms(config, work_dir, usage, stack)
+        llms = await _build_llms(config, work_dir, usage, stack)
         supervisor = Supervisor(
             config,
             work_dir,

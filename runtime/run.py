@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 from collections.abc import Callable, Collection
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -23,7 +25,7 @@ from typing import Any
 import anyio
 import structlog
 
-from agents.llm.cache import ResponseCache
+from agents.llm.cache import CompletionCache, ResponseCache
 from agents.llm.factory import build_client
 from agents.llm.types import LLMClient
 from agents.llm.usage import UsageRecorder
@@ -80,7 +82,7 @@ async def execute(
     outcome: RunOutcome | None = None
     try:
         async with AsyncExitStack() as stack:
-            llms = _build_llms(config, run_dir, usage, stack)
+            llms = await _build_llms(config, run_dir, usage, stack)
             services: dict[str, Any] = {"store": store}
             if seeds is not None:
                 services["seeds"] = seeds
@@ -110,13 +112,34 @@ async def execute(
     return outcome
 
 
-def _build_llms(
+async def _build_llms(
     config: TopologyConfig, run_dir: Path, usage: UsageRecorder, stack: AsyncExitStack
 ) -> dict[str, LLMClient]:
-    cache: ResponseCache | None = None
+    """The run's LLM clients over one response cache, closed by ``stack``.
+
+    On the NATS bus with ``run.bus.shared_llm_cache`` the cache is layered over the run's shared
+    bucket (`runtime.shared_cache`); raises BusError when that bucket cannot be opened.
+    """
+    cache: CompletionCache | None = None
     if any(backend.cache for backend in config.llm.values()):
-        cache = ResponseCache(Path(config.run.llm_cache or run_dir / "llm_cache.sqlite"))
-        stack.callback(cache.close)
+        local = ResponseCache(Path(config.run.llm_cache or run_dir / "llm_cache.sqlite"))
+        stack.callback(local.close)
+        cache = local
+        bus = config.run.bus
+        if bus.kind == "nats" and bus.shared_llm_cache:
+            from bus.nats import NatsKeyValue  # the `distributed` extra
+            from runtime.shared_cache import LayeredCache
+
+            bucket = await stack.enter_async_context(
+                NatsKeyValue(
+                    bus.url,
+                    bucket=bus.cache_bucket_for(config.run.name),
+                    replicas=bus.replicas,
+                    storage=bus.storage,
+                    client_name=f"llm-cache@{socket.gethostname()}:{os.getpid()}",
+                )
+            )
+            cache = LayeredCache(local, bucket)
     llms: dict[str, LLMClient] = {}
     for name, backend in config.llm.items():
         client = build_client(name, backend, cache=cache if backend.cache else None, usage=usage)

@@ -21,10 +21,11 @@ import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 
-__all__ = ["CacheStatistics", "ResponseCache", "cache_key"]
+__all__ = ["CacheCounters", "CacheStatistics", "CompletionCache", "ResponseCache", "cache_key"]
 
 _READ_CHUNK = 500  # keys per SELECT (SQLite's default variable limit is 32766)
 
@@ -67,6 +68,28 @@ class CacheStatistics:
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}
+
+
+class CacheCounters(Protocol):
+    """What a cache reports for the client's statistics."""
+
+    def as_dict(self) -> dict[str, int]: ...
+
+
+class CompletionCache(Protocol):
+    """What the managed client needs of a response cache (`ResponseCache`, or a layered one).
+
+    ``get`` returns the completion marked ``cached=True`` or None; ``put`` returns once the entry
+    is durable. Both may raise: the client treats a failed read as a miss and a failed write as
+    a warning, never as a failed call.
+    """
+
+    @property
+    def stats(self) -> CacheCounters: ...
+
+    async def get(self, key: str) -> Completion | None: ...
+
+    async def put(self, key: str, completion: Completion) -> None: ...
 
 
 class ResponseCache:

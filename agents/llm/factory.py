@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agents.llm.cache import ResponseCache
+from agents.llm.cache import CompletionCache
 from agents.llm.clock import Clock
 from agents.llm.config import BackendConfig
 from agents.llm.errors import BackendNotAvailableError
@@ -111,7 +111,7 @@ def build_client(
     name: str,
     config: BackendConfig,
     *,
-    cache: ResponseCache | None,
+    cache: CompletionCache | None,
     usage: UsageRecorder,
     clock: Clock | None = None,
     rng: random.Random | None = None,

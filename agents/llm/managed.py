@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from pydantic import BaseModel
 
-from agents.llm.cache import ResponseCache, cache_key
+from agents.llm.cache import CompletionCache, cache_key
 from agents.llm.clock import Clock, SystemClock
 from agents.llm.config import BackendConfig
 from agents.llm.endpoints import Endpoint, EndpointPool, EndpointStatistics
@@ -115,7 +115,7 @@ class ManagedClient:
         config: BackendConfig,
         transports: Sequence[tuple[str, Transport]],
         *,
-        cache: ResponseCache | None = None,
+        cache: CompletionCache | None = None,
         usage: UsageRecorder | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
