@@ -14,9 +14,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -45,13 +46,25 @@ def reference(tmp_path_factory: pytest.TempPathFactory, mock_llm_url: str) -> di
     base = tmp_path_factory.mktemp("reference")
     config = evol_config(base / "evol.toml", mock_llm_url)
     run_dir = base / "run"
+    before = mock_requests(mock_llm_url)
     done = subprocess.run(
         [PY, "-m", "runtime", str(config), "--run-dir", str(run_dir), "--no-progress",
          "--log-console", "off"],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stderr
-    return {"lines": dataset_lines(run_dir), "counts": message_counts(run_dir)}
+    return {
+        "lines": dataset_lines(run_dir),
+        "counts": message_counts(run_dir),
+        "requests": mock_requests(mock_llm_url) - before,  # every call, each made once
+    }
+
+
+def mock_requests(mock_llm_url: str) -> int:
+    """Requests the mock LLM server received so far (its `/mock/stats` counter)."""
+    url = mock_llm_url.removesuffix("/v1") + "/mock/stats"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return int(json.loads(reply.read())["requests"])
 
 
 def message_counts(run_dir: Path) -> dict[str, int]:
@@ -130,6 +143,7 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
 ) -> None:
     config = evol_config(tmp_path / "evol.toml", mock_llm_url)
     overrides = nats_overrides(nats_server.url, ack_wait_s=2.0)
+    before = mock_requests(mock_llm_url)
     doomed = start_worker(processes, config, overrides, tmp_path / "doomed.log")
     survivor = start_worker(processes, config, overrides, tmp_path / "survivor.log")
     run_dir = tmp_path / "run"
@@ -145,6 +159,10 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(
     assert rows_by_status(run_dir) == {"done": 30}
     [survivor_report] = worker_reports(tmp_path / "survivor.log")
     assert survivor_report["broker"]["redelivered"] > 0  # what the dead one held
+    # paid twice: only the calls the dead worker had in flight, unanswered (at most its 3 agents
+    # x 8 handlers); what it had answered, the survivor got from the shared cache
+    repeats = mock_requests(mock_llm_url) - before - cast(int, reference["requests"])
+    assert 0 <= repeats <= 3 * 8
 
 
 def test_a_restarted_coordinator_resumes_the_run(
@@ -153,6 +171,7 @@ def test_a_restarted_coordinator_resumes_the_run(
 ) -> None:
     config = evol_config(tmp_path / "evol.toml", mock_llm_url)
     overrides = nats_overrides(nats_server.url, ack_wait_s=2.0)
+    before = mock_requests(mock_llm_url)
     workers = [
         start_worker(processes, config, overrides, tmp_path / f"worker{i}.log") for i in range(2)
     ]
@@ -172,6 +191,9 @@ def test_a_restarted_coordinator_resumes_the_run(
         steps = db.execute("SELECT COUNT(*), COUNT(DISTINCT step_id) FROM steps").fetchone()
     assert attempts == 2
     assert steps[0] == steps[1]
+    # the resumed coordinator restarts its active rows; whichever worker redoes a step finds the
+    # answers in the shared cache: not one LLM call is paid twice (16-32 were without it)
+    assert mock_requests(mock_llm_url) - before == reference["requests"]
 
 
 @pytest.fixture
