@@ -300,8 +300,7 @@ class NatsBus:
         try:
             await self._retrying("create stream", self._ensure_stream)
         except BaseException:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await self._nc.close()
+            await self._close_connection()
             raise
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
@@ -328,9 +327,19 @@ class NatsBus:
             assert self._task_group is not None
             return await self._task_group.__aexit__(exc_type, exc, tb)
         finally:
-            if self._nc is not None and not self._nc.is_closed:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await self._nc.close()
+            await self._close_connection()
+
+    async def _close_connection(self) -> None:
+        """Close the client (at most 5 s, shielded). A connection the broker already dropped
+        raises from nats-py's flush; that is no error here and must not mask the run's own."""
+        nc = self._nc
+        if nc is None or nc.is_closed:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            try:
+                await nc.close()
+            except Exception as exc:
+                _log.debug("nats_close_failed", error=f"{type(exc).__name__}: {exc}")
 
     def attach(self, endpoint: AgentEndpoint) -> None:
         """Run ``endpoint``'s handlers in this process, as one replica of its consumer."""
