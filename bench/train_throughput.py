@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -62,7 +63,9 @@ def rows(n: int) -> list[dict[str, str]]:
 
 
 async def measure(config: dict[str, Any], device: str, threads: int) -> dict[str, Any]:
-    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads)}
+    # keep an inherited PYTHONPATH (packages installed with --target, as on the GPU machine)
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {"PYTHONPATH": path, "OMP_NUM_THREADS": str(threads)}
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     launch = LaunchSettings(cwd=REPO, env=env, python=sys.executable)

@@ -291,7 +291,11 @@ async def test_torchrun_two_cpu_ranks_train_and_report_once(
     train_config: dict[str, Any],
 ) -> None:
     config = {**train_config, "max_steps": 4, "logging_steps": 2}
-    env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    env = {
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
     launch = LaunchSettings(cwd=REPO, env=env, launcher="torchrun", nproc_per_node=2)
     with anyio.fail_after(280):
         async with TrainingProcess(config, launch=launch) as proc:
