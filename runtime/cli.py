@@ -6,6 +6,7 @@
     python -m runtime validate CONFIG [--set ...]
     python -m runtime agents                    (list agent implementations)
     python -m runtime report RUN_DIR            (re)write RUN_DIR/report.html
+    python -m runtime export RUN_DIR [--format F ...] [--sample N] [--min-round K] [--out DIR]
     python -m runtime quality RUN_DIR|DATASET [--llm CONFIG_OR_URL] [--benchmark FILE ...] [...]
     python -m runtime mock-llm [...]            (the mock OpenAI/Anthropic server)
     python -m runtime coordinator CONFIG [--run-dir DIR] [--set ...]   (run.bus.kind = "nats")
@@ -37,6 +38,7 @@ __all__ = ["main"]
 
 SUBCOMMANDS = (
     "run", "resume", "validate", "agents", "mock-llm", "coordinator", "worker", "report", "quality",
+    "export",
 )
 
 
@@ -76,6 +78,21 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="(re)write RUN_DIR/report.html and print its path")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--lineages", type=int, default=3, help="example lineages to show")
+
+    export = sub.add_parser("export", help="(re)export the dataset of a run: other formats, a "
+                            "sample, later rounds only — no LLM call")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", dest="formats", action="append",
+                        choices=("alpaca", "chat", "parquet", "hf"),
+                        help="repeat for several (default: the run's run.export.formats)")
+    export.add_argument("--sample", type=int, metavar="N", help="a random N of all rows "
+                        "(deterministic from the run seed)")
+    export.add_argument("--all", action="store_true", help="every row, ignoring the run's sample")
+    export.add_argument("--min-round", type=int, metavar="K", help="drop rounds below K")
+    export.add_argument("--out", type=Path, help="output directory (default: RUN_DIR)")
+    export.add_argument("--name", help="hf: the dataset card's title")
+    export.add_argument("--license", help="hf: a Hub license id for the card")
+    export.add_argument("--rows-per-shard", type=int, help="hf: rows per Parquet shard")
 
     quality = sub.add_parser("quality", help="data-quality metrics of a run (difficulty, tags, "
                              "diversity, contamination), stored and added to its report")
@@ -147,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args)
         if args.command == "quality":
             return _quality(args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "resume":
             return _resume(args)
         if args.command == "worker":
@@ -183,6 +202,57 @@ def _report(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
     print(path)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from runtime.export import ExportSettings, export_dataset, summarize
+    from runtime.run import RESOLVED_CONFIG
+    from runtime.store import STORE_FILE, RunStore
+
+    resolved_path = args.run_dir / RESOLVED_CONFIG
+    if not (args.run_dir / STORE_FILE).is_file() or not resolved_path.is_file():
+        raise ConfigError(f"{args.run_dir}: not a run directory (no {STORE_FILE} or "
+                          f"{RESOLVED_CONFIG})")
+    resolved = json.loads(resolved_path.read_text(encoding="utf-8"))
+    run = resolved.get("run", {})
+    settings = dict(run.get("export", {}))
+    if args.formats:
+        settings["formats"] = list(dict.fromkeys(args.formats))
+    if args.all:
+        settings["sample"] = None
+    if args.sample is not None:
+        settings["sample"] = args.sample
+    if args.min_round is not None:
+        settings["min_round"] = args.min_round
+    card = dict(settings.get("hf", {}))
+    for key, value in (("pretty_name", args.name), ("license", args.license),
+                       ("rows_per_shard", args.rows_per_shard)):
+        if value is not None:
+            card[key] = value
+    settings["hf"] = card
+    try:
+        export = ExportSettings.model_validate(settings)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"export settings: {problems}") from None
+    store = RunStore(args.run_dir / STORE_FILE)
+    try:
+        summary = summarize(store)
+        try:
+            files = export_dataset(store, args.out or args.run_dir, export,
+                                   seed=int(run.get("seed", 0)), resolved_config=resolved,
+                                   summary=summary)
+        except RuntimeError as exc:  # a missing optional package, named
+            raise ConfigError(str(exc)) from None
+    finally:
+        store.close()
+    for fmt, path in files.items():
+        print(f"{fmt}: {path}")
     return 0
 
 

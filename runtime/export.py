@@ -3,11 +3,14 @@
 - ``dataset.alpaca.jsonl``: ``{instruction, input, output}`` + lineage columns
   (``seed_id, round, operation, method_id, step_id, parent_step_id, prompt_version``);
 - ``dataset.chat.jsonl``: ``{messages: [user, assistant]}`` + the same lineage columns;
-- ``dataset.parquet`` when pyarrow is installed and asked for.
+- ``dataset.parquet``: the Alpaca columns + lineage (needs pyarrow, the ``export`` extra);
+- ``dataset_hf/``: a Hugging Face dataset directory — Parquet shards with the Alpaca columns,
+  ``messages`` and lineage, and a dataset card (`runtime.hf_dataset`; needs pyarrow).
 
 Rows are every accepted step of every round, mixed (the paper's recipe), in seed order then round.
 ``sample = N`` keeps a uniform random N of them (reservoir sampling with the run seed: memory
-O(N), deterministic). Files are written to a temp name and renamed: never half written.
+O(N), deterministic). Rows are streamed (Parquet in row groups of 2,048): memory does not grow with
+the dataset. Files are written to a temp name and renamed: never half written.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runtime.hf_dataset import HFDatasetWriter, HFSettings
+from runtime.parquet_sink import ParquetSink, require_pyarrow
 from runtime.store import RunStore
 
 __all__ = ["ExportSettings", "export_dataset", "summarize"]
 
-Format = Literal["alpaca", "chat", "parquet"]
+Format = Literal["alpaca", "chat", "parquet", "hf"]
 
 _LINEAGE = ("seed_id", "round", "operation", "method_id", "step_id", "parent_step_id",
             "prompt_version")
@@ -37,6 +42,8 @@ class ExportSettings(BaseModel):
     formats: tuple[Format, ...] = ("alpaca", "chat")
     sample: int | None = Field(default=None, ge=1, description="keep a random N of all rows")
     min_round: int = Field(default=0, ge=0, description="drop rounds below this (0 keeps seeds)")
+    hf: HFSettings = Field(default_factory=HFSettings, description="the `hf` directory's shards "
+                           "and card")
 
 
 def _accepted(store: RunStore, min_round: int) -> Iterator[dict[str, Any]]:
@@ -65,58 +72,84 @@ def _rows(store: RunStore, settings: ExportSettings, seed: int) -> Iterator[dict
 
 
 def export_dataset(
-    store: RunStore, out_dir: Path, settings: ExportSettings, *, seed: int = 0
+    store: RunStore,
+    out_dir: Path,
+    settings: ExportSettings,
+    *,
+    seed: int = 0,
+    resolved_config: dict[str, Any] | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Write the requested formats into ``out_dir``; returns format -> path."""
+    """Write the requested formats into ``out_dir``; returns format -> path.
+
+    ``resolved_config`` and ``summary`` describe the run in the `hf` dataset card. Raises
+    RuntimeError (naming the extra) when a Parquet format is asked for without pyarrow — before
+    anything is written; on any error, nothing half written is left behind.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    if "parquet" in settings.formats or "hf" in settings.formats:
+        require_pyarrow()
     targets: dict[str, Path] = {}
     handles: dict[str, Any] = {}
-    parquet_rows: list[dict[str, Any]] | None = [] if "parquet" in settings.formats else None
-    for fmt in settings.formats:
-        if fmt == "parquet":
-            continue
-        path = out_dir / f"dataset.{fmt}.jsonl"
-        targets[fmt] = path
-        handles[fmt] = path.with_name(path.name + ".tmp").open("w", encoding="utf-8")
+    parquet: ParquetSink | None = None
+    hf: HFDatasetWriter | None = None
     try:
+        for fmt in settings.formats:
+            if fmt == "parquet":
+                parquet = ParquetSink(
+                    out_dir, _alpaca_schema(), name=lambda _i, _n: "dataset.parquet"
+                )
+            elif fmt == "hf":
+                hf = HFDatasetWriter(out_dir, settings.hf, sample=settings.sample)
+            else:
+                path = out_dir / f"dataset.{fmt}.jsonl"
+                targets[fmt] = path
+                handles[fmt] = path.with_name(path.name + ".tmp").open("w", encoding="utf-8")
         for row in _rows(store, settings, seed):
             lineage = {key: row[key] for key in _LINEAGE}
             output = row["response"] or ""
+            alpaca = {"instruction": row["instruction"], "input": row["input"] or "",
+                      "output": output}
+            user = row["instruction"] if not row["input"] else (
+                f"{row['instruction']}\n\n{row['input']}")
+            messages = [{"role": "user", "content": user},
+                        {"role": "assistant", "content": output}]
             if "alpaca" in handles:
-                record = {"instruction": row["instruction"], "input": row["input"] or "",
-                          "output": output, **lineage}
+                record = {**alpaca, **lineage}
                 handles["alpaca"].write(json.dumps(record, ensure_ascii=False) + "\n")
             if "chat" in handles:
-                user = row["instruction"] if not row["input"] else (
-                    f"{row['instruction']}\n\n{row['input']}")
-                record = {"messages": [{"role": "user", "content": user},
-                                       {"role": "assistant", "content": output}], **lineage}
+                record = {"messages": messages, **lineage}
                 handles["chat"].write(json.dumps(record, ensure_ascii=False) + "\n")
-            if parquet_rows is not None:
-                parquet_rows.append({"instruction": row["instruction"], "input": row["input"] or "",
-                                     "output": output, **lineage})
-    finally:
+            if parquet is not None:
+                parquet.add({**alpaca, **lineage})
+            if hf is not None:
+                hf.add({**alpaca, "messages": messages, **lineage})
         for handle in handles.values():
             handle.close()
-    for path in targets.values():
-        path.with_name(path.name + ".tmp").replace(path)
-    if parquet_rows is not None:
-        targets["parquet"] = _write_parquet(parquet_rows, out_dir / "dataset.parquet")
+        for path in targets.values():
+            path.with_name(path.name + ".tmp").replace(path)
+        if parquet is not None:
+            [targets["parquet"]] = parquet.close()
+        if hf is not None:
+            targets["hf"] = hf.close(resolved_config or {}, summary or {})
+    except BaseException:
+        for handle in handles.values():
+            handle.close()
+        for path in targets.values():
+            path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        if parquet is not None:
+            parquet.abort()
+        if hf is not None:
+            hf.abort()
+        raise
     return targets
 
 
-def _write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise RuntimeError(
-            "Parquet export needs pyarrow: pip install 'evolagents[export]'"
-        ) from exc
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    tmp.replace(path)
-    return path
+def _alpaca_schema() -> Any:
+    pa = require_pyarrow()
+    fields = [(name, pa.string()) for name in ("instruction", "input", "output")]
+    fields += [(name, pa.int64() if name == "round" else pa.string()) for name in _LINEAGE]
+    return pa.schema(fields)
 
 
 def summarize(store: RunStore) -> dict[str, Any]:

@@ -151,7 +151,14 @@ async def _build_llms(
 def _finish(config: TopologyConfig, run_dir: Path, store: RunStore, usage: UsageRecorder) -> None:
     summary = summarize(store)
     if summary["seeds"]:
-        files = export_dataset(store, run_dir, config.run.export, seed=config.run.seed)
+        files = export_dataset(
+            store,
+            run_dir,
+            config.run.export,
+            seed=config.run.seed,
+            resolved_config=config.model_dump(mode="json"),
+            summary=summary,
+        )
         summary["exports"] = {fmt: path.name for fmt, path in files.items()}
     autoevol = export_method_history(store, run_dir)
     if autoevol is not None:
