@@ -153,7 +153,8 @@ def _alpaca_schema() -> Any:
 
 
 def summarize(store: RunStore) -> dict[str, Any]:
-    """Rows by status, steps by round and status, rejections per rule, failures per stage."""
+    """Rows by status, steps by round and status, rejections per rule, evolutions rejected at
+    screening (no response paid for), failures per stage."""
     rows = {r["status"]: r["n"] for r in store.query(
         "SELECT status, COUNT(*) AS n FROM rows GROUP BY status")}
     per_round: dict[int, Counter[str]] = defaultdict(Counter)
@@ -165,6 +166,9 @@ def summarize(store: RunStore) -> dict[str, Any]:
     failures = {f"{r['stage']}:{r['error_type']}": r["n"] for r in store.query(
         "SELECT stage, error_type, COUNT(*) AS n FROM steps WHERE status = 'failed' "
         "GROUP BY stage, error_type")}
+    unanswered = next(iter(store.query(
+        "SELECT COUNT(*) AS n FROM steps WHERE status = 'rejected' AND round >= 1 "
+        "AND response IS NULL AND rule != 'unparseable_evolution'")))["n"]
     dead = next(iter(store.query("SELECT COUNT(*) AS n FROM dead_letters")))["n"]
     seeds = next(iter(store.query("SELECT COUNT(*) AS n FROM seeds")))["n"]
     return {
@@ -172,6 +176,7 @@ def summarize(store: RunStore) -> dict[str, Any]:
         "rows": rows,
         "rounds": {str(k): dict(v) for k, v in sorted(per_round.items())},
         "rejected_by_rule": rules,
+        "rejected_before_answer": unanswered,
         "failed_by_stage": failures,
         "dead_letters": dead,
     }

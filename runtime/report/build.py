@@ -157,6 +157,9 @@ def _summary(
     rows = summary.get("rows")
     if isinstance(rows, dict) and rows:
         extra["rows"] = ", ".join(f"{n} {s}" for s, n in sorted(rows.items()))
+    saved = summary.get("rejected_before_answer")
+    if isinstance(saved, int) and saved:
+        extra["rejected before answering"] = f"{saved} (no response paid for)"
     for key, payload in _records(db, "eval"):
         line = payload.get("summary_line") if isinstance(payload, dict) else None
         if isinstance(line, str):

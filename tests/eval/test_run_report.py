@@ -61,6 +61,9 @@ async def test_every_run_writes_a_report_from_its_store(
     total_calls = total["calls"] + total["cache_hits"]  # the curve shows answers, cached or not
     span = data.call_rate[1].t_s - data.call_rate[0].t_s if len(data.call_rate) > 1 else 1.0
     assert abs(sum(p.calls_per_s for p in data.call_rate) * span - total_calls) < 1e-6 * total_calls
+    saved = summary["rejected_before_answer"]
+    assert saved > 0  # the mock's Equal judgements are rejected before any answer
+    assert data.summary.extra["rejected before answering"] == f"{saved} (no response paid for)"
     assert data.lineages
     assert all(lin.steps[0].status == "seed" for lin in data.lineages)
     assert data.lambda_steps == []

@@ -169,6 +169,7 @@ async def test_every_seed_is_accounted_for_and_rule_counts_match_injected_faults
     )
     assert sum(rules.values()) == explained
     assert summary["rejected_by_rule"] == rules
+    assert summary["rejected_before_answer"] == len(screened_out)
     print(
         f"rules={dict(rules)} mock_faults={faults} "
         f"distinct={stats.content_faults_distinct} leak_fates={fate} "
