@@ -258,7 +258,8 @@ async def run_worker(
             _log.info("worker_serving")
 
     async with AsyncExitStack() as stack:
-        llms = await _build_llms(config, work_dir, usage, stack)
+        setup = await _build_llms(config, work_dir, usage, stack)
+        llms = setup.clients
         supervisor = Supervisor(
             config,
             work_dir,
@@ -278,6 +279,7 @@ async def run_worker(
         broker=created[-1].broker_statistics() if created else None,
         delivered={name: a.delivered for name, a in (outcome.statistics or _EMPTY).agents.items()},
         llm_usage=usage.snapshot().model_dump(mode="json").get("total"),
+        llm_cache=setup.cache_statistics(),
     )
     return outcome
 

@@ -18,6 +18,7 @@ import re
 import socket
 from collections.abc import Callable, Collection
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,11 @@ async def execute(
     store.begin_attempt()
     usage = UsageRecorder()
     outcome: RunOutcome | None = None
+    setup: RunLLMs | None = None
     try:
         async with AsyncExitStack() as stack:
-            llms = await _build_llms(config, run_dir, usage, stack)
+            setup = await _build_llms(config, run_dir, usage, stack)
+            llms = setup.clients
             services: dict[str, Any] = {"store": store}
             if seeds is not None:
                 services["seeds"] = seeds
@@ -106,15 +109,27 @@ async def execute(
             mode="json"))
         if outcome is not None:
             store.end_attempt(outcome.status, outcome.dead_letters, outcome.wall_s)
-        _finish(config, run_dir, store, usage)
+        _finish(config, run_dir, store, usage, setup.cache_statistics() if setup else None)
         store.close()
     assert outcome is not None
     return outcome
 
 
+@dataclass(frozen=True, slots=True)
+class RunLLMs:
+    """The LLM clients of one process of a run and the response cache they share."""
+
+    clients: dict[str, LLMClient]
+    cache: CompletionCache | None
+
+    def cache_statistics(self) -> dict[str, int] | None:
+        """The cache's counters (hits, misses, writes; shared_* with the shared bucket)."""
+        return self.cache.stats.as_dict() if self.cache is not None else None
+
+
 async def _build_llms(
     config: TopologyConfig, run_dir: Path, usage: UsageRecorder, stack: AsyncExitStack
-) -> dict[str, LLMClient]:
+) -> RunLLMs:
     """The run's LLM clients over one response cache, closed by ``stack``.
 
     On the NATS bus with ``run.bus.shared_llm_cache`` the cache is layered over the run's shared
@@ -145,10 +160,16 @@ async def _build_llms(
         client = build_client(name, backend, cache=cache if backend.cache else None, usage=usage)
         stack.push_async_callback(client.aclose)
         llms[name] = client
-    return llms
+    return RunLLMs(llms, cache)
 
 
-def _finish(config: TopologyConfig, run_dir: Path, store: RunStore, usage: UsageRecorder) -> None:
+def _finish(
+    config: TopologyConfig,
+    run_dir: Path,
+    store: RunStore,
+    usage: UsageRecorder,
+    cache_statistics: dict[str, int] | None = None,
+) -> None:
     summary = summarize(store)
     if summary["seeds"]:
         files = export_dataset(
@@ -164,6 +185,8 @@ def _finish(config: TopologyConfig, run_dir: Path, store: RunStore, usage: Usage
     if autoevol is not None:
         summary["autoevol"] = autoevol
     summary["llm_usage"] = usage.snapshot().model_dump(mode="json")
+    if cache_statistics is not None:
+        summary["llm_cache"] = cache_statistics  # this attempt's, like llm_usage
     _write_json(run_dir / SUMMARY_FILE, summary)
     _write_report(run_dir, store)
 

@@ -82,6 +82,7 @@ async def test_every_seed_is_accounted_for_and_rule_counts_match_injected_faults
     assert stats.transport_faults == {}
     assert stats.completed == stats.requests
     assert stats.requests == summary["llm_usage"]["total"]["calls"]
+    assert summary["llm_cache"]["writes"] == stats.requests  # every answer committed once
     assert usage["evol"]["cache_hits"] == usage["responder"]["cache_hits"] == 0
     assert (
         stats.replies_by_kind["evolve_breadth"] + stats.replies_by_kind.get("evolve_depth", 0)
