@@ -7,6 +7,7 @@
     python -m runtime agents                    (list agent implementations)
     python -m runtime report RUN_DIR            (re)write RUN_DIR/report.html
     python -m runtime export RUN_DIR [--format F ...] [--sample N] [--min-round K] [--out DIR]
+                                     [--drop-near-duplicates] [--drop-contaminated]
     python -m runtime quality RUN_DIR|DATASET [--llm CONFIG_OR_URL] [--benchmark FILE ...] [...]
     python -m runtime mock-llm [...]            (the mock OpenAI/Anthropic server)
     python -m runtime coordinator CONFIG [--run-dir DIR] [--set ...]   (run.bus.kind = "nats")
@@ -93,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--name", help="hf: the dataset card's title")
     export.add_argument("--license", help="hf: a Hub license id for the card")
     export.add_argument("--rows-per-shard", type=int, help="hf: rows per Parquet shard")
+    export.add_argument("--drop-near-duplicates", action="store_true",
+                        help="keep one row per group of near-duplicates found by `quality`")
+    export.add_argument("--drop-contaminated", action="store_true",
+                        help="leave out rows `quality --benchmark` found sharing n-grams with "
+                        "benchmark items")
 
     quality = sub.add_parser("quality", help="data-quality metrics of a run (difficulty, tags, "
                              "diversity, contamination), stored and added to its report")
@@ -208,6 +214,7 @@ def _report(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from runtime.curation import exclusions_from_quality
     from runtime.export import ExportSettings, export_dataset, summarize
     from runtime.run import RESOLVED_CONFIG
     from runtime.store import STORE_FILE, RunStore
@@ -243,14 +250,22 @@ def _export(args: argparse.Namespace) -> int:
     store = RunStore(args.run_dir / STORE_FILE)
     try:
         summary = summarize(store)
+        exclusions = None
+        if args.drop_near_duplicates or args.drop_contaminated:
+            exclusions = exclusions_from_quality(
+                store, near_duplicates=args.drop_near_duplicates,
+                contaminated=args.drop_contaminated,
+            )
         try:
             files = export_dataset(store, args.out or args.run_dir, export,
                                    seed=int(run.get("seed", 0)), resolved_config=resolved,
-                                   summary=summary)
+                                   summary=summary, exclusions=exclusions)
         except RuntimeError as exc:  # a missing optional package, named
             raise ConfigError(str(exc)) from None
     finally:
         store.close()
+    for line in exclusions.describe() if exclusions else []:
+        print(f"removed: {line}")
     for fmt, path in files.items():
         print(f"{fmt}: {path}")
     return 0

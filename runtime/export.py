@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runtime.curation import Exclusions
 from runtime.hf_dataset import HFDatasetWriter, HFSettings
 from runtime.parquet_sink import ParquetSink, require_pyarrow
 from runtime.store import RunStore
@@ -55,13 +56,16 @@ def _accepted(store: RunStore, min_round: int) -> Iterator[dict[str, Any]]:
         yield dict(row)
 
 
-def _rows(store: RunStore, settings: ExportSettings, seed: int) -> Iterator[dict[str, Any]]:
+def _rows(
+    store: RunStore, settings: ExportSettings, seed: int, exclude: frozenset[str]
+) -> Iterator[dict[str, Any]]:
+    rows = (row for row in _accepted(store, settings.min_round) if row["step_id"] not in exclude)
     if settings.sample is None:
-        yield from _accepted(store, settings.min_round)
+        yield from rows
         return
     rng = random.Random(seed)
     reservoir: list[tuple[int, dict[str, Any]]] = []
-    for index, row in enumerate(_accepted(store, settings.min_round)):
+    for index, row in enumerate(rows):
         if index < settings.sample:
             reservoir.append((index, row))
         else:
@@ -79,10 +83,12 @@ def export_dataset(
     seed: int = 0,
     resolved_config: dict[str, Any] | None = None,
     summary: dict[str, Any] | None = None,
+    exclusions: Exclusions | None = None,
 ) -> dict[str, Path]:
     """Write the requested formats into ``out_dir``; returns format -> path.
 
-    ``resolved_config`` and ``summary`` describe the run in the `hf` dataset card. Raises
+    ``exclusions`` (`runtime.curation`) are left out before sampling. ``resolved_config`` and
+    ``summary`` describe the run in the `hf` dataset card (with what was excluded and why). Raises
     RuntimeError (naming the extra) when a Parquet format is asked for without pyarrow — before
     anything is written; on any error, nothing half written is left behind.
     """
@@ -100,12 +106,18 @@ def export_dataset(
                     out_dir, _alpaca_schema(), name=lambda _i, _n: "dataset.parquet"
                 )
             elif fmt == "hf":
-                hf = HFDatasetWriter(out_dir, settings.hf, sample=settings.sample)
+                hf = HFDatasetWriter(
+                    out_dir,
+                    settings.hf,
+                    sample=settings.sample,
+                    removed=exclusions.describe() if exclusions else [],
+                )
             else:
                 path = out_dir / f"dataset.{fmt}.jsonl"
                 targets[fmt] = path
                 handles[fmt] = path.with_name(path.name + ".tmp").open("w", encoding="utf-8")
-        for row in _rows(store, settings, seed):
+        exclude = exclusions.step_ids if exclusions else frozenset()
+        for row in _rows(store, settings, seed, exclude):
             lineage = {key: row[key] for key in _LINEAGE}
             output = row["response"] or ""
             alpaca = {"instruction": row["instruction"], "input": row["input"] or "",

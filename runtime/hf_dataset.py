@@ -72,9 +72,17 @@ class HFDatasetWriter:
     """Streams rows into ``<out_dir>/dataset_hf.tmp/data`` and, in `close()`, writes the card and
     swaps the directory into place as ``dataset_hf`` (a previous one is replaced only then)."""
 
-    def __init__(self, out_dir: Path, settings: HFSettings, *, sample: int | None = None) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        settings: HFSettings,
+        *,
+        sample: int | None = None,
+        removed: list[str] | None = None,
+    ) -> None:
         self.final = out_dir / HF_DIR
         self._sample = sample
+        self._removed = removed or []
         self._staging = out_dir / f"{HF_DIR}.tmp"
         shutil.rmtree(self._staging, ignore_errors=True)
         self._settings = settings
@@ -99,6 +107,7 @@ class HFDatasetWriter:
             rows=self._sink.rows,
             num_bytes=bytes_,
             sample=self._sample,
+            removed=self._removed,
         )
         (self._staging / "README.md").write_text(card, encoding="utf-8")
         previous = self.final.with_name(f"{HF_DIR}.old")
@@ -181,10 +190,11 @@ def card_text(
     rows: int,
     num_bytes: int,
     sample: int | None = None,
+    removed: list[str] | None = None,
 ) -> str:
     """The dataset card (README.md) for ``rows`` exported rows (a random ``sample`` of the
-    accepted steps, if set) of the run described by the resolved ``config`` and its
-    ``summary``."""
+    accepted steps, if set; without the rows ``removed`` describes) of the run described by the
+    resolved ``config`` and its ``summary``."""
     run = config.get("run", {})
     name = settings.pretty_name or str(run.get("name", "evolagents dataset"))
     tags = ["synthetic", "evol-instruct", "evolagents", *settings.tags]
@@ -234,6 +244,8 @@ def card_text(
             f"| {round_} | {counts.get('accepted', 0)} | {counts.get('rejected', 0)} "
             f"| {counts.get('failed', 0)} |"
         )
+    if removed:
+        body += ["", "Removed before export: " + "; ".join(removed) + "."]
     rejected = summary.get("rejected_by_rule", {})
     if rejected:
         body += ["", "Rejections by rule: "
