@@ -47,8 +47,10 @@ __all__ = [
     "Agent",
     "AgentContext",
     "AgentProgress",
+    "MessageCycle",
     "NoParams",
     "handles",
+    "handles_any",
 ]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -95,6 +97,30 @@ class AgentProgress(BaseModel):
     label: str
     completed: int
     total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageCycle:
+    """At most ``limit`` messages (set by the parameter ``param``) travel round ``loops``; each
+    loop is named by the message types it carries, and the agents handling them are its members.
+
+    Bounded mailboxes on a loop can deadlock: every member's mailbox full and all its handlers
+    blocked publishing to the next one. That takes at least Σ(mailbox + concurrency) messages
+    over the loop's members, so the runtime requires ``limit`` below that for every loop.
+    """
+
+    limit: int
+    param: str
+    loops: tuple[tuple[type[Message], ...], ...]
+
+
+def handles_any(agent_class: type[Agent[Any]], kinds: tuple[type[Message], ...]) -> bool:
+    """Whether a handler of ``agent_class`` receives messages of any of ``kinds``."""
+    return any(
+        issubclass(kind, handled) or issubclass(handled, kind)
+        for _, handled, _ in agent_class._handler_specs
+        for kind in kinds
+    )
 
 
 @dataclass(slots=True)
@@ -149,6 +175,12 @@ class Agent(Generic[P]):
                 for message_type in _message_types_of(cls, value):
                     specs.append((attr, message_type, spec.topic))
         cls._handler_specs = tuple(specs)
+
+    @classmethod
+    def message_cycle(cls, params: BaseModel) -> MessageCycle | None:
+        """For an agent that drives messages round a topology with loops (the pool): how many
+        it keeps in flight at once, and the loops. None (the default): it drives none."""
+        return None
 
     def __init__(
         self, name: str, context: AgentContext, params: P | Mapping[str, Any] | None = None

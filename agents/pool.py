@@ -27,14 +27,16 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.autoevol.messages import MethodSelected
-from agents.base import Agent, AgentProgress, handles
+from agents.base import Agent, AgentProgress, MessageCycle, handles
 from agents.pipeline.messages import (
     Accepted,
+    Answered,
     Evolved,
     EvolveRequest,
     PoolFinished,
     Rejected,
     RowOutcome,
+    Screened,
     Step,
     StepFailed,
     step_id_for,
@@ -81,6 +83,19 @@ class PoolAgent(Agent[PoolParams]):
     """Streams every seed through M evolution rounds with bounded rows in flight."""
 
     role = "pool"
+
+    @classmethod
+    def message_cycle(cls, params: BaseModel) -> MessageCycle | None:
+        """Each active row has one message on pool → evol → eliminator → responder → eliminator
+        → pool: at most ``max_in_flight``. Its shortest loops: eliminator ⇄ responder (Screened,
+        Answered) and pool ⇄ evol (an unparseable evolution is rejected straight back)."""
+        assert isinstance(params, PoolParams)
+        loops = (
+            (Screened, Answered),
+            (EvolveRequest, RowOutcome),
+            (EvolveRequest, Evolved, Screened, Answered, RowOutcome),
+        )
+        return MessageCycle(params.max_in_flight, "max_in_flight", loops)
 
     async def on_start(self) -> None:
         store = self.context.services.get("store")

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agents.base import handles_any
 from agents.llm.config import BackendConfig
 from agents.registry import UnknownImplementationError, resolve
 from runtime.errors import ConfigError
@@ -255,7 +256,37 @@ def validate_config(
                     file,
                     source_text,
                 )
+    if config.run.bus.kind == "inprocess":  # over NATS the stream holds the messages
+        _check_cycles(config, file, source_text)
     return config
+
+
+def _check_cycles(
+    config: TopologyConfig, file: Path | str | None, source_text: str | None
+) -> None:
+    """An agent driving messages round loops must keep fewer in flight than the members of its
+    tightest loop can hold (Σ mailbox + concurrency); otherwise they can all fill up and hang."""
+    enabled = {name: agent for name, agent in config.agents.items() if agent.enabled}
+    classes = {name: resolve(agent.impl) for name, agent in enabled.items()}
+    for name, agent in enabled.items():
+        cycle = classes[name].message_cycle(classes[name].Params.model_validate(agent.params))
+        if cycle is None:
+            continue
+        for kinds in cycle.loops:
+            members = [other for other in enabled if handles_any(classes[other], kinds)]
+            if len(members) < 2:
+                continue  # not a loop in this topology
+            capacity = sum(enabled[m].mailbox + enabled[m].concurrency for m in members)
+            if cycle.limit >= capacity:
+                raise _located(
+                    f"{cycle.param} = {cycle.limit} must stay below what the agents on a loop "
+                    f"of its messages can hold ({capacity}: mailbox + concurrency of "
+                    f"{' + '.join(members)}); raise their `mailbox` or lower {cycle.param} — "
+                    "a full loop hangs",
+                    ("agents", name, "params", cycle.param),
+                    file,
+                    source_text,
+                )
 
 
 def _config_error(

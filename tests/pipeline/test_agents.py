@@ -16,6 +16,7 @@ import pytest
 from agents.evol.operations import OperationPack
 from agents.pipeline.common import derive_rng
 from runtime.config import validate_config
+from runtime.errors import ConfigError
 from tests.pipeline.conftest import (
     RunView,
     assert_accounted,
@@ -374,3 +375,31 @@ async def test_export_samples_a_deterministic_subset_of_the_mixed_rounds(tmp_pat
         (r["step_id"] for r in subset), key=order.index
     )  # the sample keeps the dataset's order
     assert not (tmp_path / "a" / "dataset.chat.jsonl").exists()
+
+
+def small_loop_config(path: Path, max_in_flight: int) -> dict[str, object]:
+    raw = pipeline_config(inputs(path), scripted("steady"), rounds=3,
+                          pool={"max_in_flight": max_in_flight})
+    for agent in raw["agents"].values():
+        agent.update(mailbox=4, concurrency=1)
+    return raw
+
+
+def test_max_in_flight_that_a_loop_of_mailboxes_cannot_hold_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    # eliminator -> responder -> eliminator is a loop: 2 x (mailbox 4 + 1 handler) = 10 messages
+    # fill it and it hangs (seen: 150 rows in flight with these mailboxes never finished)
+    path = write_seeds(tmp_path / "seeds.jsonl", seeds(3))
+    with pytest.raises(ConfigError, match=r"max_in_flight = 10 must stay below .* \(10: "
+                       r"mailbox \+ concurrency of responder \+ eliminator\)"):
+        validate_config(small_loop_config(path, 10))
+
+
+async def test_max_in_flight_just_below_the_tightest_loop_runs_to_the_end(
+    tmp_path: Path,
+) -> None:
+    path = write_seeds(tmp_path / "seeds.jsonl", seeds(60))
+    outcome = await run_pipeline(small_loop_config(path, 9), tmp_path / "run")
+    assert outcome.status == "completed"
+    assert_accounted(RunView(tmp_path / "run"), seeds=60, rounds=3)
