@@ -24,15 +24,25 @@ __all__ = [
 ]
 
 BackendName = Literal[
-    "openai", "openai-compatible", "anthropic", "vllm", "transformers", "scripted", "embedded"
+    "openai",
+    "openai-compatible",
+    "openai-batch",
+    "anthropic",
+    "vllm",
+    "transformers",
+    "scripted",
+    "embedded",
 ]
 PromptProfile = Literal["full", "compact"]
 
 #: Backends that talk HTTP to one or more endpoints (base URLs).
-HTTP_BACKENDS: frozenset[str] = frozenset({"openai", "openai-compatible", "anthropic"})
+HTTP_BACKENDS: frozenset[str] = frozenset(
+    {"openai", "openai-compatible", "openai-batch", "anthropic"}
+)
 
 _DEFAULT_ENDPOINTS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
+    "openai-batch": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
 }
 

@@ -41,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrency", type=int)
     p.add_argument("--overflow", choices=["reject", "queue"])
     p.add_argument("--tokens-per-s", type=float)
+    p.add_argument("--batch-latency-s", type=float, help="Batch API: time until a batch is done")
     p.add_argument(
         "--fault", action="append", default=[], metavar="KIND=RATE",
         help="transport fault rate, e.g. rate_limited=0.1 (repeatable)",
@@ -84,6 +85,8 @@ def build_config(args: argparse.Namespace) -> MockConfig:
         data["overflow"] = args.overflow
     if args.tokens_per_s is not None:
         data["tokens_per_s"] = args.tokens_per_s
+    if args.batch_latency_s is not None:
+        data["batch_latency_s"] = args.batch_latency_s
     if args.fault:
         data["faults"] = {**data.get("faults", {}), **_pairs(args.fault)}
     if args.content_fault:

@@ -95,3 +95,11 @@ class MockConfig(_Strict):
     models: list[str] = Field(default_factory=lambda: ["mock-model"])
     api_key: str | None = None
     """When set, requests must carry it (Bearer / x-api-key) or get 401."""
+    batch_latency_s: float = Field(default=0.2, ge=0)
+    """Batch API: a batch is `validating` for the first half of this, `in_progress` for the
+    second, then finished (`batch_outcome`), its results computed on the first look after."""
+    batch_line_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    """Batch API: the fraction of lines answered 500 into the error file (seeded RNG)."""
+    batch_outcome: Literal["completed", "expired", "failed"] = "completed"
+    """Batch API: how batches end. `expired`: only the first half of the lines (rounded down)
+    are answered; `failed`: no output, `errors` on the batch object."""

@@ -1,8 +1,10 @@
 """The mock LLM server: OpenAI- and Anthropic-compatible HTTP on aiohttp, with fault injection.
 
 Routes: `POST /v1/chat/completions`, `GET /v1/models` (OpenAI), `POST /v1/messages` (Anthropic),
-`GET /mock/stats`, `POST /mock/reset` (zero the counters, reseed the RNGs), `POST /mock/config`
-(replace the `MockConfig`; keeps counters).
+the OpenAI Batch API subset in `batches` (`/v1/files`, `/v1/batches`), `GET /mock/stats`,
+`POST /mock/reset` (zero the counters, reseed the RNGs, forget files and batches),
+`POST /mock/config` (replace the `MockConfig`, then reset as `/mock/reset` does but keep the files
+and batches: a batch runs under the config it was created with).
 
 Per request, in order: auth (when `api_key` is set) → the server-side concurrency cap (reject with
 429 or queue) → one transport-fault draw from the seeded RNG (429 with Retry-After, 500, 503/529,
@@ -22,14 +24,16 @@ import socket
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
+from agents.llm.mock.batches import BatchStore, Handler
 from agents.llm.mock.config import TRANSPORT_FAULTS, MockConfig
-from agents.llm.mock.replies import generate_reply
+from agents.llm.mock.replies import Reply, generate_reply
 from agents.llm.types import ChatMessage
 
 __all__ = ["MockLLMServer", "MockStats", "build_app"]
@@ -56,14 +60,20 @@ class MockStats(BaseModel):
     completion_tokens: int = 0
     process_cpu_s: float = 0.0
     """CPU seconds used by the server's process since start (for benchmarks)."""
+    files_uploaded: int = 0
+    batches_created: int = 0
+    batch_lines: int = 0
+    """Batch lines answered or failed (their replies also count in `replies_by_kind`,
+    `content_faults` and the token totals, as chat completions do)."""
 
 
 class _State:
     def __init__(self, config: MockConfig) -> None:
         self.config = config
+        self.batches = BatchStore(self.openai_completion, config)
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, *, keep_batches: bool = False) -> None:
         self.fault_rng = random.Random(self.config.seed)
         self.latency_rng = random.Random(self.config.seed + 1)
         self.requests = 0
@@ -81,6 +91,7 @@ class _State:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.slots = asyncio.Semaphore(self.config.max_concurrency or 1)
+        self.batches.reset(self.config, keep_batches=keep_batches)
 
     def stats(self) -> MockStats:
         return MockStats(
@@ -98,7 +109,28 @@ class _State:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             process_cpu_s=time.process_time(),
+            files_uploaded=self.batches.files_uploaded,
+            batches_created=self.batches.batches_created,
+            batch_lines=self.batches.batch_lines,
         )
+
+    def count(self, c: _Completion, *, content_fault: bool = True) -> None:
+        """Count an answered request: its reply kind, content fault (if shown) and tokens."""
+        self.kinds[c.reply.kind] += 1
+        if c.reply.fault and content_fault:
+            self.content_faults[c.reply.fault] += 1
+            self.fault_digests.setdefault(c.reply.fault, set()).add(_digest(c.msgs))
+        self.prompt_tokens += c.ptok
+        self.completion_tokens += c.ctok
+
+    def openai_completion(self, body: dict[str, Any], config: MockConfig) -> dict[str, Any]:
+        """The chat.completion object `POST /v1/chat/completions` answers for `body` under
+        `config`, counted in the stats; no transport faults or latency. ValueError/TypeError if
+        `body` is bad."""
+        msgs, parsed = _parse("openai", body)
+        done = _complete(config, "openai", msgs, parsed)
+        self.count(done)
+        return done.body
 
     def draw_fault(self) -> str | None:
         rates = self.config.faults
@@ -198,6 +230,31 @@ def _reply_body(
     }
 
 
+@dataclass(frozen=True)
+class _Completion:
+    body: dict[str, Any]
+    """The API's JSON answer."""
+    reply: Reply
+    msgs: list[ChatMessage]
+    ptok: int
+    ctok: int
+
+
+def _complete(
+    cfg: MockConfig, api: Api, msgs: list[ChatMessage], body: dict[str, Any], *, empty: bool = False
+) -> _Completion:
+    """The answer to a parsed request (reply, stop/max_tokens, usage, JSON body); no I/O, no
+    fault draws. `empty`: the `empty` transport fault (blank content)."""
+    model = str(body.get("model") or cfg.models[0])
+    reply = generate_reply(msgs, seed=cfg.seed, content_faults=cfg.content_faults)
+    text, finish = _shape(reply.text, body, api)
+    if empty:
+        text = ""
+    ptok = _tokens("\n".join(m.content for m in msgs))
+    ctok = _tokens(text)
+    return _Completion(_reply_body(api, model, text, finish, ptok, ctok), reply, msgs, ptok, ctok)
+
+
 class _Handlers:
     def __init__(self, state: _State) -> None:
         self.s = state
@@ -229,8 +286,20 @@ class _Handlers:
         except ValidationError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         self.s.config = config
-        self.s.reset()
+        self.s.reset(keep_batches=True)
         return web.json_response({"ok": True})
+
+    def guarded(self, route: str, handler: Handler) -> Handler:
+        """`handler` behind the OpenAI routes' API-key check, counted in `requests_by_route`."""
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            self.s.by_route[route] += 1
+            if not self._authorised(request, "openai"):
+                self.s.auth_failures += 1
+                return _error("openai", 401, "invalid_api_key", "invalid API key")
+            return await handler(request)
+
+        return serve
 
     def _authorised(self, request: web.Request, api: Api) -> bool:
         key = self.s.config.api_key
@@ -277,7 +346,6 @@ class _Handlers:
             msgs, body = _parse(api, json.loads(await request.read()))
         except (ValueError, TypeError, ValidationError) as exc:
             return _error(api, 400, "invalid_request_error", f"bad request: {exc}")
-        model = str(body.get("model") or cfg.models[0])
         fault = s.draw_fault()
         if fault is not None:
             s.transport_faults[fault] += 1
@@ -293,15 +361,10 @@ class _Handlers:
             return _error(api, status, "overloaded_error", "server overloaded")
         if fault == "hang":
             await asyncio.sleep(f.hang_s)
-        reply = generate_reply(msgs, seed=cfg.seed, content_faults=cfg.content_faults)
-        text, finish = _shape(reply.text, body, api)
-        if fault == "empty":
-            text = ""
-        ptok = _tokens("\n".join(m.content for m in msgs))
-        ctok = _tokens(text)
+        done = _complete(cfg, api, msgs, body, empty=fault == "empty")
         delay = cfg.latency.draw(s.latency_rng)
         if cfg.tokens_per_s:
-            delay += ctok / cfg.tokens_per_s
+            delay += done.ctok / cfg.tokens_per_s
         if delay > 0:
             await asyncio.sleep(delay)
         if fault == "malformed":
@@ -310,16 +373,8 @@ class _Handlers:
                 content_type="application/json",
             )  # fmt: skip
         s.completed += 1
-        s.kinds[reply.kind] += 1
-        if reply.fault and fault != "empty":
-            s.content_faults[reply.fault] += 1
-            s.fault_digests.setdefault(reply.fault, set()).add(_digest(msgs))
-        s.prompt_tokens += ptok
-        s.completion_tokens += ctok
-        return web.Response(
-            text=json.dumps(_reply_body(api, model, text, finish, ptok, ctok)),
-            content_type="application/json",
-        )
+        s.count(done, content_fault=fault != "empty")
+        return web.Response(text=json.dumps(done.body), content_type="application/json")
 
 
 def _digest(msgs: list[ChatMessage]) -> bytes:
@@ -340,6 +395,8 @@ def build_app(config: MockConfig) -> tuple[web.Application, _State]:
     app.router.add_get("/mock/stats", h.stats)
     app.router.add_post("/mock/reset", h.reset)
     app.router.add_post("/mock/config", h.configure)
+    for method, path, route, handler in state.batches.routes():
+        app.router.add_route(method, path, h.guarded(route, handler))
     return app, state
 
 
@@ -390,10 +447,11 @@ class MockLLMServer:
         self._st().reset()
 
     def configure(self, config: MockConfig) -> None:
-        """Replace the configuration (faults, latency, …); counters and RNGs restart."""
+        """Replace the configuration (faults, latency, …); counters and RNGs restart. Files and
+        batches stay (each batch runs under the configuration it was created with)."""
         st = self._st()
         st.config = config
-        st.reset()
+        st.reset(keep_batches=True)
 
     async def start(self) -> None:
         app, self._state = build_app(self._config)

@@ -1,0 +1,134 @@
+"""The journal of the `openai-batch` backend: which request lines went into which batch, and the
+answers of finished batches — so a killed run that is resumed waits for the batches it already
+paid for instead of submitting them again.
+
+One SQLite file (WAL), usually ``RUN_DIR/llm_batches.sqlite``. A line is keyed by its
+``custom_id`` (a hash of the request body): ``batch_id`` says where it was submitted, ``result``
+holds the answer once the batch finished (failed lines are deleted, so that a retry submits them
+again). Every method runs its statement on a worker thread; the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio.to_thread
+
+__all__ = ["BatchJournal", "JournalLine"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,            -- 'submitted' until its results were read, then 'done'
+    lines INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lines (
+    custom_id TEXT PRIMARY KEY,
+    batch_id TEXT NOT NULL,
+    result TEXT                      -- the chat.completion JSON once answered
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS lines_by_batch ON lines (batch_id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalLine:
+    """Where a request line stands: in ``batch_id``, answered when ``result`` is set."""
+
+    batch_id: str
+    result: str | None
+
+
+class BatchJournal:
+    """Durable line → batch → answer records. Safe for many tasks of one loop (one lock)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    async def lookup(self, custom_id: str) -> JournalLine | None:
+        """The line's batch and answer, or None when it was never submitted (or failed)."""
+
+        def run() -> JournalLine | None:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT batch_id, result FROM lines WHERE custom_id = ?", (custom_id,)
+                ).fetchone()
+            return JournalLine(str(row[0]), row[1]) if row else None
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def submitted(self, batch_id: str, custom_ids: Iterable[str]) -> None:
+        """Record a batch the API accepted, with its lines (one transaction)."""
+        ids = list(custom_ids)
+
+        def run() -> None:
+            with self._lock, self._db:
+                self._db.execute("BEGIN")
+                self._db.execute(
+                    "INSERT OR REPLACE INTO batches VALUES (?, 'submitted', ?, ?)",
+                    (batch_id, len(ids), time.time()),
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO lines (custom_id, batch_id, result) "
+                    "VALUES (?, ?, NULL)",
+                    [(cid, batch_id) for cid in ids],
+                )
+
+        await anyio.to_thread.run_sync(run)
+
+    async def unfinished(self) -> list[str]:
+        """Batches submitted and not yet read back (to poll again after a restart)."""
+
+        def run() -> list[str]:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT batch_id FROM batches WHERE status = 'submitted' ORDER BY created_at"
+                ).fetchall()
+            return [str(r[0]) for r in rows]
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def lines_of(self, batch_id: str) -> list[str]:
+        def run() -> list[str]:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT custom_id FROM lines WHERE batch_id = ?", (batch_id,)
+                ).fetchall()
+            return [str(r[0]) for r in rows]
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def finished(self, batch_id: str, answers: dict[str, str]) -> None:
+        """Store the batch's answers; its lines without one are deleted (a retry resubmits)."""
+
+        def run() -> None:
+            with self._lock, self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "UPDATE lines SET result = ? WHERE custom_id = ? AND batch_id = ?",
+                    [(text, cid, batch_id) for cid, text in answers.items()],
+                )
+                self._db.execute(
+                    "DELETE FROM lines WHERE batch_id = ? AND result IS NULL", (batch_id,)
+                )
+                self._db.execute(
+                    "UPDATE batches SET status = 'done' WHERE batch_id = ?", (batch_id,)
+                )
+
+        await anyio.to_thread.run_sync(run)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
