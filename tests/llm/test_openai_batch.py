@@ -182,6 +182,9 @@ def test_bad_options_are_config_errors() -> None:
     config = BackendConfig(backend="openai-batch", model="m", options={"poll_s": 0})
     with pytest.raises(ValueError, match=r"options\.poll_s must be positive"):
         OpenAIBatchTransport(config, "https://api.openai.com/v1")
+    config = BackendConfig(backend="openai-batch", model="m", options={"batch_size": 50_001})
+    with pytest.raises(ValueError, match=r"at most 50000"):
+        OpenAIBatchTransport(config, "https://api.openai.com/v1")
 
 
 async def test_a_pipeline_runs_on_the_batch_backend_and_journals_next_to_the_run(

@@ -93,6 +93,11 @@ class OpenAIBatchTransport:
         self.endpoint = endpoint.rstrip("/")
         self._config = config
         self._batch_size = int(_option(config, "batch_size", 5000))
+        if self._batch_size > 50_000:
+            raise ValueError(
+                "LLM backend 'openai-batch': options.batch_size is at most 50000 "
+                "(the Batch API's limit per batch)"
+            )
         self._window_s = _option(config, "window_s", 30.0)
         self._poll_s = _option(config, "poll_s", 30.0)
         self._completion_window = str(config.options.get("completion_window", "24h"))
