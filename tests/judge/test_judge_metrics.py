@@ -206,6 +206,33 @@ def test_diversity_samples_pairs_beyond_the_cap() -> None:
     assert sampled.mean_pairwise_distance == pytest.approx(exact.mean_pairwise_distance, abs=0.05)
 
 
+@pytest.mark.parametrize("max_pairs", [200_000, 50])  # every pair / a sample of pairs
+def test_blocked_numpy_path_equals_the_pure_python_one(
+    monkeypatch: pytest.MonkeyPatch, max_pairs: int
+) -> None:
+    from agents.judge.metrics import embeddings
+
+    texts = [f"Write a short poem about topic {i % 23} in style {i % 7}." for i in range(120)]
+    texts += ["Write a short poem about topic 1 in style 1."] * 3 + ["", "x"]
+    embedder = HashedNgramEmbedder()
+    monkeypatch.setattr(embeddings, "_BLOCK_ELEMENTS", 1000)  # 8 rows per block: many blocks
+    blocked_pairs = near_duplicates(texts, embedder, threshold=0.8)
+    blocked = diversity(texts, embedder, max_pairs=max_pairs)
+    monkeypatch.setattr(embeddings, "_numpy", lambda: None)
+    python_pairs = near_duplicates(texts, embedder, threshold=0.8)
+    python = diversity(texts, embedder, max_pairs=max_pairs)
+    # the same pairs with the same similarities (their order among equal similarities may
+    # differ in the last bits of floating point)
+    blocked_sims = {(p.i, p.j): p.similarity for p in blocked_pairs}
+    python_sims = {(p.i, p.j): p.similarity for p in python_pairs}
+    assert blocked_sims.keys() == python_sims.keys()
+    assert len(blocked_sims) > 3  # the repeated poems at least
+    for pair, similarity in blocked_sims.items():
+        assert similarity == pytest.approx(python_sims[pair], abs=1e-9)
+    assert blocked.clusters == python.clusters
+    assert blocked.mean_pairwise_distance == pytest.approx(python.mean_pairwise_distance, 1e-9)
+
+
 def test_cosine_of_zero_vector_is_zero() -> None:
     assert cosine([0.0, 0.0], [1.0, 0.0]) == 0.0
 

@@ -14,7 +14,10 @@
 
 `near_duplicates` reports every pair with cosine similarity >= threshold; `diversity` reports the
 mean pairwise cosine distance and the number of clusters found by greedy leader clustering at a
-similarity threshold. Both are O(n^2) in the number of texts; numpy is used when importable.
+similarity threshold. Both take O(n^2) time in the number of texts; with numpy (the usual case)
+they take O(n) memory besides the embeddings — the similarities are computed a block of rows at
+a time (``_BLOCK_ELEMENTS`` floats, 128 MB) and never held whole. Without numpy a pure-Python
+path builds the full matrix (for small sets only).
 """
 
 from __future__ import annotations
@@ -163,13 +166,7 @@ def cosine(a: Vector, b: Vector) -> float:
 
 
 def _similarity_rows(vectors: Sequence[Vector]) -> list[list[float]]:
-    """The full cosine similarity matrix of unit vectors."""
-    np = _numpy()
-    if np is not None and vectors:
-        m = np.asarray(vectors, dtype="float64")
-        norms = np.linalg.norm(m, axis=1, keepdims=True)
-        m = m / np.where(norms > 0, norms, 1.0)
-        return [[float(x) for x in row] for row in (m @ m.T).tolist()]
+    """The full cosine similarity matrix, in pure Python (the path without numpy)."""
     units = [_unit(list(v)) for v in vectors]
     n = len(units)
     rows = [[0.0] * n for _ in range(n)]
@@ -203,17 +200,45 @@ class DiversityReport(BaseModel):
     cluster_threshold: float
 
 
+_BLOCK_ELEMENTS = 16_000_000  # floats of one block of the similarity matrix (128 MB in float64)
+
+
+def _unit_matrix(np: Any, vectors: Sequence[Vector]) -> Any:
+    m = np.asarray(vectors, dtype="float64")
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    return m / np.where(norms > 0, norms, 1.0)
+
+
+def _row_blocks(np: Any, m: Any) -> Any:
+    """(first row, similarities of those rows with every row) for consecutive row blocks."""
+    n = len(m)
+    rows = max(1, _BLOCK_ELEMENTS // max(n, 1))
+    for start in range(0, n, rows):
+        yield start, m[start : start + rows] @ m.T
+
+
 def near_duplicates(
     texts: Sequence[str], embedder: Embedder, *, threshold: float = 0.9
 ) -> list[DuplicatePair]:
     """Every pair `i < j` with cosine similarity >= `threshold`, most similar first."""
-    sims = _similarity_rows(embedder.embed(texts))
-    pairs = [
-        DuplicatePair(i=i, j=j, similarity=sims[i][j])
-        for i in range(len(sims))
-        for j in range(i + 1, len(sims))
-        if sims[i][j] >= threshold
-    ]
+    vectors = embedder.embed(texts)
+    np = _numpy()
+    if np is None or not vectors:
+        sims = _similarity_rows(vectors)
+        pairs = [
+            DuplicatePair(i=i, j=j, similarity=sims[i][j])
+            for i in range(len(sims))
+            for j in range(i + 1, len(sims))
+            if sims[i][j] >= threshold
+        ]
+    else:
+        pairs = []
+        for start, block in _row_blocks(np, _unit_matrix(np, vectors)):
+            for r, c in zip(*np.nonzero(block >= threshold), strict=True):
+                if c > start + r:
+                    pairs.append(
+                        DuplicatePair(i=start + int(r), j=int(c), similarity=float(block[r, c]))
+                    )
     return sorted(pairs, key=lambda p: (-p.similarity, p.i, p.j))
 
 
@@ -229,25 +254,64 @@ def diversity(
     more) and the number of greedy leader clusters at `cluster_threshold` similarity."""
     vectors = embedder.embed(texts)
     n = len(vectors)
-    sims = _similarity_rows(vectors)
     all_pairs = n * (n - 1) // 2
+    rng = random.Random(seed)
+    np = _numpy()
+    if np is None or n == 0:
+        mean, clusters = _diversity_python(vectors, all_pairs, max_pairs, rng, cluster_threshold)
+    else:
+        m = _unit_matrix(np, vectors)
+        if all_pairs == 0:
+            mean = None
+        elif all_pairs <= max_pairs:
+            total = 0.0
+            for start, block in _row_blocks(np, m):
+                upper = np.arange(n)[None, :] > (start + np.arange(len(block)))[:, None]
+                total += float((1.0 - block)[upper].sum())
+            mean = total / all_pairs
+        else:
+            sample = np.asarray([rng.sample(range(n), 2) for _ in range(max_pairs)])
+            step = max(1, _BLOCK_ELEMENTS // (2 * m.shape[1]))  # pairs per chunk of rows
+            total = 0.0
+            for at in range(0, max_pairs, step):
+                chunk = sample[at : at + step]
+                sims = np.einsum("ij,ij->i", m[chunk[:, 0]], m[chunk[:, 1]])
+                total += float((1.0 - sims).sum())
+            mean = total / max_pairs
+        leaders = np.empty_like(m)  # the leaders' vectors, the first `clusters` rows
+        clusters = 0
+        for i in range(n):
+            if clusters == 0 or float((leaders[:clusters] @ m[i]).max()) < cluster_threshold:
+                leaders[clusters] = m[i]
+                clusters += 1
+    return DiversityReport(
+        n=n,
+        embedder=embedder.name,
+        mean_pairwise_distance=mean,
+        clusters=clusters,
+        cluster_threshold=cluster_threshold,
+    )
+
+
+def _diversity_python(
+    vectors: Sequence[Vector],
+    all_pairs: int,
+    max_pairs: int,
+    rng: random.Random,
+    cluster_threshold: float,
+) -> tuple[float | None, int]:
+    n = len(vectors)
+    sims = _similarity_rows(vectors)
+    mean: float | None
     if all_pairs == 0:
         mean = None
     elif all_pairs <= max_pairs:
-        total = sum(1.0 - sims[i][j] for i in range(n) for j in range(i + 1, n))
-        mean = total / all_pairs
+        mean = sum(1.0 - sims[i][j] for i in range(n) for j in range(i + 1, n)) / all_pairs
     else:
-        rng = random.Random(seed)
         sample = [rng.sample(range(n), 2) for _ in range(max_pairs)]
         mean = sum(1.0 - sims[i][j] for i, j in sample) / max_pairs
     leaders: list[int] = []
     for i in range(n):
         if not any(sims[i][k] >= cluster_threshold for k in leaders):
             leaders.append(i)
-    return DiversityReport(
-        n=n,
-        embedder=embedder.name,
-        mean_pairwise_distance=mean,
-        clusters=len(leaders),
-        cluster_threshold=cluster_threshold,
-    )
+    return mean, len(leaders)
