@@ -255,7 +255,15 @@ class OpenAIBatchTransport:
     def _poll(self, batch_id: str, lines: list[str] | None = None) -> None:
         if batch_id not in self._polled:
             self._polled.add(batch_id)
-            self._spawn(self._poll_until_done(batch_id, lines))
+            self._spawn(self._poll_guarded(batch_id, lines))
+
+    async def _poll_guarded(self, batch_id: str, lines: list[str] | None) -> None:
+        try:
+            await self._poll_until_done(batch_id, lines)
+        except Exception:
+            # (the journal failed, say): forget the poller, so a retried call starts a new one
+            self._polled.discard(batch_id)
+            raise
 
     async def _poll_until_done(self, batch_id: str, lines: list[str] | None) -> None:
         while True:
