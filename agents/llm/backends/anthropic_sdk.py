@@ -9,6 +9,7 @@ timeout on every call. SDK exceptions are mapped to `agents.llm.errors` types (5
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import Sequence
@@ -46,6 +47,9 @@ class AnthropicTransport:
         self.endpoint = endpoint
         self._config = config
         self._default_max_tokens = int(config.options.get("default_max_tokens", 1024))
+        self._sampling_kwargs = "temperature" in inspect.signature(
+            anthropic.resources.messages.AsyncMessages.create
+        ).parameters
         self._client = anthropic.AsyncAnthropic(
             api_key=resolve_api_key(config),
             base_url=endpoint,
@@ -63,10 +67,17 @@ class AnthropicTransport:
         kw: dict[str, Any] = {}
         if system:
             kw["system"] = system
+        sampling: dict[str, Any] = {}
         if params.temperature is not None:
-            kw["temperature"] = params.temperature
+            sampling["temperature"] = params.temperature
         if params.top_p is not None:
-            kw["top_p"] = params.top_p
+            sampling["top_p"] = params.top_p
+        if sampling and self._sampling_kwargs:
+            kw.update(sampling)
+        elif sampling:
+            # SDKs from 2.x take no sampling arguments: send them as request fields, so a server
+            # that reads them gets them and one that refuses them says so (a 400, not a TypeError)
+            kw["extra_body"] = sampling
         if params.stop:
             kw["stop_sequences"] = list(params.stop)
         t0 = time.perf_counter()
