@@ -157,7 +157,7 @@ async def _build_llms(
             cache = LayeredCache(local, bucket)
     llms: dict[str, LLMClient] = {}
     for name, backend in config.llm.items():
-        if backend.backend == "openai-batch" and "journal" not in backend.options:
+        if backend.backend.endswith("-batch") and "journal" not in backend.options:
             # submitted batches are recorded next to the run, so a resume waits for them
             options = {**backend.options, "journal": str(run_dir / f"llm_batches.{name}.sqlite")}
             backend = backend.model_copy(update={"options": options})

@@ -28,6 +28,7 @@ BackendName = Literal[
     "openai-compatible",
     "openai-batch",
     "anthropic",
+    "anthropic-batch",
     "vllm",
     "transformers",
     "scripted",
@@ -37,13 +38,14 @@ PromptProfile = Literal["full", "compact"]
 
 #: Backends that talk HTTP to one or more endpoints (base URLs).
 HTTP_BACKENDS: frozenset[str] = frozenset(
-    {"openai", "openai-compatible", "openai-batch", "anthropic"}
+    {"openai", "openai-compatible", "openai-batch", "anthropic", "anthropic-batch"}
 )
 
 _DEFAULT_ENDPOINTS: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
     "openai-batch": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
+    "anthropic-batch": "https://api.anthropic.com",
 }
 
 

@@ -44,6 +44,7 @@ _REGISTRY: dict[str, BackendSpec] = {
     "openai-compatible": BackendSpec("agents.llm.backends.openai_compat:create_transport", True),
     "openai-batch": BackendSpec("agents.llm.backends.openai_batch:create_transport", True),
     "anthropic": BackendSpec("agents.llm.backends.anthropic_sdk:create_transport", True),
+    "anthropic-batch": BackendSpec("agents.llm.backends.anthropic_batch:create_transport", True),
     "vllm": BackendSpec(
         "agents.llm.backends.vllm_engine:create_transport",
         False,

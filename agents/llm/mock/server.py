@@ -1,7 +1,8 @@
 """The mock LLM server: OpenAI- and Anthropic-compatible HTTP on aiohttp, with fault injection.
 
 Routes: `POST /v1/chat/completions`, `GET /v1/models` (OpenAI), `POST /v1/messages` (Anthropic),
-the OpenAI Batch API subset in `batches` (`/v1/files`, `/v1/batches`), `GET /mock/stats`,
+the OpenAI Batch API subset in `batches` (`/v1/files`, `/v1/batches`), Anthropic's Message
+Batches in `anthropic_batches` (`/v1/messages/batches`), `GET /mock/stats`,
 `POST /mock/reset` (zero the counters, reseed the RNGs, forget files and batches),
 `POST /mock/config` (replace the `MockConfig`, then reset as `/mock/reset` does but keep the files
 and batches: a batch runs under the config it was created with).
@@ -31,6 +32,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
+from agents.llm.mock.anthropic_batches import MessageBatchStore
 from agents.llm.mock.batches import BatchStore, Handler
 from agents.llm.mock.config import TRANSPORT_FAULTS, MockConfig
 from agents.llm.mock.replies import Reply, generate_reply
@@ -62,15 +64,17 @@ class MockStats(BaseModel):
     """CPU seconds used by the server's process since start (for benchmarks)."""
     files_uploaded: int = 0
     batches_created: int = 0
+    """OpenAI batches and Anthropic Message Batches created."""
     batch_lines: int = 0
-    """Batch lines answered or failed (their replies also count in `replies_by_kind`,
-    `content_faults` and the token totals, as chat completions do)."""
+    """Batch lines (both APIs) answered or failed by a line failure (their replies also count in
+    `replies_by_kind`, `content_faults` and the token totals, as direct requests do)."""
 
 
 class _State:
     def __init__(self, config: MockConfig) -> None:
         self.config = config
         self.batches = BatchStore(self.openai_completion, config)
+        self.message_batches = MessageBatchStore(self.anthropic_message, config)
         self.reset()
 
     def reset(self, *, keep_batches: bool = False) -> None:
@@ -92,6 +96,7 @@ class _State:
         self.completion_tokens = 0
         self.slots = asyncio.Semaphore(self.config.max_concurrency or 1)
         self.batches.reset(self.config, keep_batches=keep_batches)
+        self.message_batches.reset(self.config, keep_batches=keep_batches)
 
     def stats(self) -> MockStats:
         return MockStats(
@@ -110,8 +115,8 @@ class _State:
             completion_tokens=self.completion_tokens,
             process_cpu_s=time.process_time(),
             files_uploaded=self.batches.files_uploaded,
-            batches_created=self.batches.batches_created,
-            batch_lines=self.batches.batch_lines,
+            batches_created=self.batches.batches_created + self.message_batches.batches_created,
+            batch_lines=self.batches.batch_lines + self.message_batches.batch_lines,
         )
 
     def count(self, c: _Completion, *, content_fault: bool = True) -> None:
@@ -123,14 +128,22 @@ class _State:
         self.prompt_tokens += c.ptok
         self.completion_tokens += c.ctok
 
-    def openai_completion(self, body: dict[str, Any], config: MockConfig) -> dict[str, Any]:
-        """The chat.completion object `POST /v1/chat/completions` answers for `body` under
-        `config`, counted in the stats; no transport faults or latency. ValueError/TypeError if
-        `body` is bad."""
-        msgs, parsed = _parse("openai", body)
-        done = _complete(config, "openai", msgs, parsed)
+    def completion(self, api: Api, body: dict[str, Any], config: MockConfig) -> dict[str, Any]:
+        """What the `api`'s route answers for `body` under `config` (`_parse` + `_complete`, as
+        the route does), counted in the stats; no transport faults or latency.
+        ValueError/TypeError if `body` is bad."""
+        msgs, parsed = _parse(api, body)
+        done = _complete(config, api, msgs, parsed)
         self.count(done)
         return done.body
+
+    def openai_completion(self, body: dict[str, Any], config: MockConfig) -> dict[str, Any]:
+        """The chat.completion object `POST /v1/chat/completions` answers for `body`."""
+        return self.completion("openai", body, config)
+
+    def anthropic_message(self, body: dict[str, Any], config: MockConfig) -> dict[str, Any]:
+        """The Message object `POST /v1/messages` answers for `body`."""
+        return self.completion("anthropic", body, config)
 
     def draw_fault(self) -> str | None:
         rates = self.config.faults
@@ -151,6 +164,11 @@ def _error(api: Api, status: int, kind: str, message: str, **headers: str) -> we
     return web.Response(
         status=status, text=json.dumps(body), content_type="application/json", headers=headers
     )
+
+
+def _unauthorised(api: Api) -> web.Response:
+    kind = "authentication_error" if api == "anthropic" else "invalid_api_key"
+    return _error(api, 401, kind, "invalid API key")
 
 
 def _retry(seconds: float) -> dict[str, str]:
@@ -289,14 +307,14 @@ class _Handlers:
         self.s.reset(keep_batches=True)
         return web.json_response({"ok": True})
 
-    def guarded(self, route: str, handler: Handler) -> Handler:
-        """`handler` behind the OpenAI routes' API-key check, counted in `requests_by_route`."""
+    def guarded(self, route: str, handler: Handler, api: Api = "openai") -> Handler:
+        """`handler` behind the `api` routes' API-key check, counted in `requests_by_route`."""
 
         async def serve(request: web.Request) -> web.StreamResponse:
             self.s.by_route[route] += 1
-            if not self._authorised(request, "openai"):
+            if not self._authorised(request, api):
                 self.s.auth_failures += 1
-                return _error("openai", 401, "invalid_api_key", "invalid API key")
+                return _unauthorised(api)
             return await handler(request)
 
         return serve
@@ -320,8 +338,7 @@ class _Handlers:
         try:
             if not self._authorised(request, api):
                 s.auth_failures += 1
-                kind = "authentication_error" if api == "anthropic" else "invalid_api_key"
-                return _error(api, 401, kind, "invalid API key")
+                return _unauthorised(api)
             cap = s.config.max_concurrency
             if cap is None:
                 return await self._answer(request, api)
@@ -397,6 +414,8 @@ def build_app(config: MockConfig) -> tuple[web.Application, _State]:
     app.router.add_post("/mock/config", h.configure)
     for method, path, route, handler in state.batches.routes():
         app.router.add_route(method, path, h.guarded(route, handler))
+    for method, path, route, handler in state.message_batches.routes():
+        app.router.add_route(method, path, h.guarded(route, handler, "anthropic"))
     return app, state
 
 
