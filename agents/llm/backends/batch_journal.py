@@ -10,6 +10,7 @@ again). Every method runs its statement on a worker thread; the event loop never
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -20,6 +21,8 @@ from pathlib import Path
 import anyio.to_thread
 
 __all__ = ["BatchJournal", "JournalLine"]
+
+_CHUNK = 500  # keys per SELECT
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -46,7 +49,8 @@ class JournalLine:
 
 
 class BatchJournal:
-    """Durable line → batch → answer records. Safe for many tasks of one loop (one lock)."""
+    """Durable line → batch → answer records. Safe for many tasks of one event loop (statements
+    run on worker threads under one lock)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,18 +60,48 @@ class BatchJournal:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._lookups: dict[str, list[asyncio.Future[JournalLine | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
 
     async def lookup(self, custom_id: str) -> JournalLine | None:
-        """The line's batch and answer, or None when it was never submitted (or failed)."""
+        """The line's batch and answer, or None when it was never submitted (or failed).
 
-        def run() -> JournalLine | None:
-            with self._lock:
-                row = self._db.execute(
-                    "SELECT batch_id, result FROM lines WHERE custom_id = ?", (custom_id,)
-                ).fetchone()
-            return JournalLine(str(row[0]), row[1]) if row else None
+        Concurrent lookups are coalesced into one ``SELECT … IN (…)`` on a worker thread (tens of
+        thousands of calls wait at once on a batch backend)."""
+        future: asyncio.Future[JournalLine | None] = asyncio.get_running_loop().create_future()
+        self._lookups.setdefault(custom_id, []).append(future)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read_lookups())
+        return await future
 
-        return await anyio.to_thread.run_sync(run)
+    async def _read_lookups(self) -> None:
+        while self._lookups:
+            batch, self._lookups = self._lookups, {}
+            try:
+                found = await anyio.to_thread.run_sync(self._select, list(batch))
+            except Exception as exc:
+                for futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for custom_id, futures in batch.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(found.get(custom_id))
+
+    def _select(self, custom_ids: list[str]) -> dict[str, JournalLine]:
+        found: dict[str, JournalLine] = {}
+        with self._lock:
+            for start in range(0, len(custom_ids), _CHUNK):
+                chunk = custom_ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for row in self._db.execute(
+                    f"SELECT custom_id, batch_id, result FROM lines WHERE custom_id IN ({marks})",
+                    chunk,
+                ):
+                    found[str(row[0])] = JournalLine(str(row[1]), row[2])
+        return found
 
     async def submitted(self, batch_id: str, custom_ids: Iterable[str]) -> None:
         """Record a batch the API accepted, with its lines (one transaction)."""
