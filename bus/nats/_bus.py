@@ -529,7 +529,7 @@ class NatsBus:
                     ack = await js.publish(subject, data, headers=headers)
                 except nats.js.errors.APIError as exc:
                     if not _is_stream_full(exc):
-                        if not isinstance(exc, _TRANSIENT):
+                        if not isinstance(exc, _TRANSIENT) and not _is_duplicate_in_process(exc):
                             raise BusError(f"publish {message.kind}: {exc}") from exc
                         self._check_deadline(deadline, f"publish {message.kind}", exc)
                     elif not waiting:  # backpressure: wait with no deadline, as on a mailbox
@@ -1016,6 +1016,15 @@ class NatsBus:
         self._reconnects += 1
         nc = self._nc
         _log.warning("nats_reconnected", server=str(nc.connected_url) if nc else None)
+
+
+def _is_duplicate_in_process(exc: nats.js.errors.APIError) -> bool:
+    """409 "duplicate message id is in process": our earlier attempt of this publish (same
+    Nats-Msg-Id) is still being stored — seen after a stream leader failover. Retry: the answer
+    becomes a duplicate ack once the first attempt is stored, or a fresh store if it was lost."""
+    return exc.err_code == 10158 or "duplicate message id is in process" in (
+        exc.description or ""
+    ).lower()
 
 
 def _is_stream_full(exc: nats.js.errors.APIError) -> bool:

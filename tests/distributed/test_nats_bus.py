@@ -414,3 +414,34 @@ async def test_the_monitor_reports_each_agents_backlog_while_the_run_goes(
             while coordinator.statistics().agents["worker"].queued != 5:  # noqa: ASYNC110
                 await anyio.sleep(0.05)  # the statistics refresh polls the broker
         assert coordinator.statistics().pending >= 5
+
+
+async def test_a_publish_the_broker_still_holds_as_in_process_is_retried_not_failed(
+    nats_server: NatsServer,
+) -> None:
+    """After a stream leader failover the broker may answer a retried publish with 409
+    "duplicate message id is in process" (err_code 10158): our first attempt is still being
+    stored. That is transient, not a failed handler (it dead-lettered a row in a cluster test)."""
+    import nats.js.errors
+
+    async with buses(nats_server) as open_bus:
+        received: list[int] = []
+        bus = await open_bus()
+        bus.attach(job_sink("worker", received))
+        await bus.publish(Job(n=0))  # provisions the stream and consumer
+        js = bus._js
+        assert js is not None
+        real_publish = js.publish
+        answers = iter([nats.js.errors.APIError(
+            code=409, err_code=10158, description="duplicate message id is in process")])
+
+        async def flaky_publish(*args: Any, **kwargs: Any) -> Any:
+            error = next(answers, None)
+            if error is not None:
+                raise error
+            return await real_publish(*args, **kwargs)
+
+        js.publish = flaky_publish  # type: ignore[method-assign]
+        await bus.publish(Job(n=1))
+        await bus.drain()
+        assert sorted(received) == [0, 1]
