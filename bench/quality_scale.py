@@ -4,9 +4,9 @@
 
 Each size runs in a fresh child process (peak RSS from wait4): N instructions cycled from the
 shared Alpaca subset (a suffix keeps the cycles distinct), embedded, then `near_duplicates`
-(threshold 0.9) and `diversity` — what `python -m runtime quality` does for a run's rows. With
-numpy the similarities are computed a block of rows at a time, so memory grows with N (the
-embeddings), not N^2.
+(threshold 0.9) and `diversity`, through the embedder wrapper `python -m runtime quality` uses —
+what it does for a run's rows. With numpy the embeddings are one matrix and the similarities are
+computed a block of rows at a time, so memory grows with N, not N^2.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ ALPACA = REPO.parent / "shared" / "data" / "alpaca_data_subset5000_pr152.json"
 CHILD = """
 import json, sys, time
 from agents.judge.metrics import diversity, load_embedder, near_duplicates
+from runtime.evaluate import _MemoEmbedder  # what `quality` wraps its embedder in
 n, kind, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 base = [r["instruction"] for r in json.load(open(path))]
 texts = [base[i % len(base)] + (f" (variant {i // len(base)})" if i >= len(base) else "")
          for i in range(n)]
-embedder = load_embedder(kind)
+embedder = _MemoEmbedder(load_embedder(kind))
 t0 = time.perf_counter()
-vectors = embedder.embed(texts)
+vectors = embedder.embed_array(texts)
 t1 = time.perf_counter()
 pairs = near_duplicates(texts, embedder, threshold=0.9)
 t2 = time.perf_counter()

@@ -134,12 +134,23 @@ class _MemoEmbedder:
         self.inner = inner
         self.name = inner.name
         self._vectors: dict[str, list[float]] = {}
+        self._matrix: tuple[tuple[str, ...], Any] | None = None
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if missing:
             self._vectors.update(zip(missing, self.inner.embed(missing), strict=True))
         return [self._vectors[t] for t in texts]
+
+    def embed_array(self, texts: Sequence[str]) -> Any:
+        """The inner embedder's matrix for ``texts``, computed once per list of texts (the
+        metrics ask twice for the same list)."""
+        key = tuple(texts)
+        if self._matrix is None or self._matrix[0] != key:
+            inner = getattr(self.inner, "embed_array", None)
+            matrix = inner(texts) if inner is not None else self.inner.embed(texts)
+            self._matrix = (key, matrix)
+        return self._matrix[1]
 
 
 def _accepted(store: RunStore, limit: int | None) -> list[tuple[str, int, str]]:

@@ -233,6 +233,17 @@ def test_blocked_numpy_path_equals_the_pure_python_one(
     assert blocked.mean_pairwise_distance == pytest.approx(python.mean_pairwise_distance, 1e-9)
 
 
+def test_hashed_embed_array_is_embed_as_one_matrix() -> None:
+    np = pytest.importorskip("numpy")
+    texts = ["Write a haiku.", "", "Sort a list in Python, then explain why it is stable."]
+    embedder = HashedNgramEmbedder()
+    matrix = embedder.embed_array(texts)
+    assert matrix.shape == (3, embedder.dim)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    units = matrix / np.where(norms > 0, norms, 1.0)
+    assert np.allclose(units, np.asarray(embedder.embed(texts)), atol=1e-12)
+
+
 def test_cosine_of_zero_vector_is_zero() -> None:
     assert cosine([0.0, 0.0], [1.0, 0.0]) == 0.0
 

