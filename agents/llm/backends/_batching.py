@@ -49,7 +49,7 @@ from agents.llm.errors import (
 )
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 
-__all__ = ["BatchState", "BatchingTransport", "batch_custom_id", "line_error"]
+__all__ = ["BatchState", "BatchingTransport", "batch_custom_id"]
 
 _log = structlog.get_logger("agents.llm.batching")
 
@@ -71,14 +71,6 @@ class BatchState:
         self.ended = ended
         self.status = status
         self.raw = raw
-
-
-def line_error(error: LLMError) -> LLMError:
-    """A failed line's error: final ones (400, auth) as they are, retryable ones as a plain
-    `RetryableLLMError` — no overload or endpoint-health signal."""
-    if isinstance(error, RetryableLLMError):
-        return RetryableLLMError(f"batch line failed: {error}")
-    return error
 
 
 class BatchingTransport(ABC):
@@ -384,10 +376,15 @@ class BatchingTransport(ABC):
         return scrub(f"LLM backend {self.backend!r} at {self.endpoint}: {what}", self._config)
 
     def line_error(self, status: int, message: str) -> LLMError:
-        """The error of a line the API failed with HTTP ``status`` (see `line_error`)."""
-        return line_error(
-            error_from_status(status or 500, message, None, config=self._config, url=self.endpoint)
+        """The error of a line the API failed with HTTP ``status``: final ones (400, auth) typed
+        as usual, retryable ones as a plain `RetryableLLMError` — one line failing is no sign of
+        an overloaded endpoint, so it shrinks no concurrency limit and cools no endpoint."""
+        error = error_from_status(
+            status or 500, message, None, config=self._config, url=self.endpoint
         )
+        if isinstance(error, RetryableLLMError):
+            return RetryableLLMError(f"batch line failed: {error}")
+        return error
 
     async def aclose(self) -> None:
         """Stop polling and close. Submitted batches go on at the API; the journal keeps them."""
