@@ -2,14 +2,15 @@
 
     .venv/bin/python bench/train_throughput.py [--steps 30] [--hidden-size 64] [--layers 2]
         [--batch-size 8] [--max-length 256] [--batching grouped|packed] [--threads 1]
-        [--devices cpu,cuda]
+        [--pad-to-multiple-of 8] [--cudnn-attention] [--data ALPACA_JSON] [--devices cpu,cuda]
 
 Each measurement is a real `python -m runtime.train` child run through `TrainingProcess`, so it
 times exactly what the TrainerAgent launches. tokens/s is the median over the step events after
 the first two (warm-up); it counts real (non-padding) tokens, prompt and response. Peak memory:
 the child's peak RSS on CPU (`getrusage(RUSAGE_CHILDREN)`), peak CUDA allocation on GPU (from the
-step events). The CUDA run uses bf16 autocast when the GPU supports it. Prints a table and one
-JSON line per device.
+step events). The CUDA run uses bf16 autocast when the GPU supports it. The rows are the first
+`--rows` of the Alpaca file (`--data`; ../shared/data by default), or short synthetic rows when
+it is missing. Prints a table and one JSON line per device.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ from agents.trainer.process import (  # noqa: E402
 ALPACA = Path("/work/shared/data/alpaca_data_subset5000_pr152.json")
 
 
-def rows(n: int) -> list[dict[str, str]]:
-    if ALPACA.is_file():
-        data = json.loads(ALPACA.read_text(encoding="utf-8"))[:n]
+def rows(n: int, source: Path) -> list[dict[str, str]]:
+    if source.is_file():
+        data = json.loads(source.read_text(encoding="utf-8"))[:n]
         return [
             {
                 "id": str(i),
@@ -97,6 +98,21 @@ async def measure(config: dict[str, Any], device: str, threads: int) -> dict[str
     }
 
 
+def count_parameters(model_dir: Path) -> int:
+    """Parameters stored in the model's safetensors files (tied weights once)."""
+    from safetensors import safe_open
+
+    total = 0
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            for key in st.keys():  # noqa: SIM118 - safe_open is not a mapping
+                n = 1
+                for d in st.get_slice(key).get_shape():
+                    n *= d
+                total += n
+    return total
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--steps", type=int, default=30)
@@ -108,6 +124,11 @@ def main() -> int:
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--batching", choices=["grouped", "packed"], default="grouped")
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--pad-to-multiple-of", type=int, default=8)
+    p.add_argument(
+        "--cudnn-attention", action="store_true", help="allow cuDNN SDPA (off by default)"
+    )
+    p.add_argument("--data", type=Path, default=ALPACA)
     # 1 by default: the tiny model gains nothing from more threads, and on a shared machine
     # OpenMP threads spinning under contention cost up to 10x (measured on the 2-core dev box).
     p.add_argument("--threads", type=int, default=1)
@@ -118,7 +139,9 @@ def main() -> int:
 
     from runtime.train.tiny import build_tiny_model
 
-    data = rows(args.rows)
+    data = rows(args.rows, args.data)
+    if not args.data.is_file():
+        print(f"{args.data}: missing, synthetic rows used", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         shards = write_shards(data, root / "data", eval_fraction=0.0)
@@ -129,7 +152,11 @@ def main() -> int:
             vocab_size=args.vocab_size,
             hidden_size=args.hidden_size,
             num_layers=args.layers,
+            # head size 64 as in real models (the tiny default of 4 heads would give heads of
+            # 192+ dims at bench sizes, which the flash kernels do not take)
+            num_heads=max(4, args.hidden_size // 64),
         )
+        n_params = count_parameters(model)
         results = []
         for device in args.devices.split(","):
             if device == "cuda" and not torch.cuda.is_available():
@@ -145,13 +172,21 @@ def main() -> int:
                 "max_length": args.max_length,
                 "batching": args.batching,
                 "gradient_checkpointing": args.gradient_checkpointing,
+                "pad_to_multiple_of": args.pad_to_multiple_of,
+                "cudnn_attention": args.cudnn_attention,
                 "logging_steps": 1,
                 "save_steps": None,
             }
             results.append(anyio.run(measure, config, device, args.threads))
 
-    params = f"hidden={args.hidden_size} layers={args.layers} vocab={args.vocab_size}"
-    shape = f"batch={args.batch_size} max_len={args.max_length} {args.batching}"
+    params = (
+        f"{n_params / 1e6:.1f}M params: hidden={args.hidden_size} layers={args.layers}"
+        f" vocab={args.vocab_size}"
+    )
+    shape = (
+        f"batch={args.batch_size} max_len={args.max_length} {args.batching}"
+        f" pad%{args.pad_to_multiple_of} cudnn_attention={args.cudnn_attention}"
+    )
     print(f"tiny Llama {params}; {shape}; {args.steps} steps; CPU threads={args.threads}")
     print(f"{'device':<8}{'precision':<10}{'tokens/s':>12}{'peak mem':>16}{'wall s':>9}")
     for r in results:
@@ -168,11 +203,15 @@ def main() -> int:
             json.dumps(
                 {
                     **r,
+                    "parameters": n_params,
                     "hidden_size": args.hidden_size,
                     "layers": args.layers,
                     "batch_size": args.batch_size,
                     "max_length": args.max_length,
                     "batching": args.batching,
+                    "pad_to_multiple_of": args.pad_to_multiple_of,
+                    "cudnn_attention": args.cudnn_attention,
+                    "data": args.data.name if args.data.is_file() else "synthetic",
                     "threads": args.threads,
                 }
             )

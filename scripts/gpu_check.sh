@@ -7,8 +7,9 @@
 # 1. installs the carried wheels (our core's pure-Python needs) into a private target dir;
 # 2. the `gpu`-marked tests (bf16 training, LoRA over a bf16 base), then all of tests/train on this
 #    machine's torch / transformers / peft;
-# 3. bench/train_throughput.py on CUDA: the tiny model and a ~100M-parameter one (tokens/s, peak
-#    memory) for docs/benchmarks.md.
+# 3. bench/train_throughput.py on CUDA over the carried Alpaca rows (.whl/data): the tiny model,
+#    a ~77M-parameter one (default settings, then with cuDNN attention allowed, then packed) and a
+#    ~0.7B one (tokens/s, peak memory) for docs/benchmarks.md.
 # Exits non-zero when a test step failed or ran no test.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -46,12 +47,21 @@ if [[ $devices == *cuda* ]] && grep -q "^SKIPPED" "$OUT/gpu_tests.log"; then
     status=1
 fi
 run_tests train_tests.log -q tests/train
-{
-    "$PY" bench/train_throughput.py --devices "$devices"
+data=()
+for f in "$WHEELS"/data/*.json; do [[ -f $f ]] && data=(--data "$f"); done
+bench() { "$PY" bench/train_throughput.py "${data[@]}" "$@" || failed=1; }
+{  # a subshell (the pipeline): its exit status carries the failures out
+    failed=0
+    bench --devices "$devices"
     if [[ $devices == *cuda* ]]; then
-        "$PY" bench/train_throughput.py --devices cuda --hidden-size 768 --layers 12 \
-            --max-length 1024 --batch-size 8 --steps 30
+        mid=(--devices cuda --hidden-size 768 --layers 12 --max-length 1024 --batch-size 8 --steps 30)
+        bench "${mid[@]}"
+        bench "${mid[@]}" --cudnn-attention
+        bench "${mid[@]}" --batching packed
+        bench --devices cuda --hidden-size 2048 --layers 16 --max-length 2048 --batch-size 16 \
+            --steps 20
     fi
+    exit $failed
 } 2>&1 | tee "$OUT/train_bench.log"
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 exit $status

@@ -29,5 +29,11 @@ for tag in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
 done
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" \
     --implementation cp "${platforms[@]}" -d "$DEST" "${pins[@]}" 2> >(grep -v "is ignored" >&2)
-ls -1 "$DEST"
+# the training bench's rows (the GPU machine has no ../shared); never committed: .whl is ignored
+ALPACA=${ALPACA:-../shared/data/alpaca_data_subset5000_pr152.json}
+if [[ -f $ALPACA ]]; then
+    mkdir -p "$DEST/data"
+    cp "$ALPACA" "$DEST/data/"
+fi
+ls -1R "$DEST"
 du -sh "$DEST"

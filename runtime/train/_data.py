@@ -237,8 +237,18 @@ def _label(
     return Example(input_ids=ids[:max_length], labels=labels[:max_length])
 
 
-def _pad_rows(rows: list[tuple[list[int], list[int], list[int]]], pad_id: int) -> MicroBatch:
-    width = max(len(r[0]) for r in rows)
+def _pad_rows(
+    rows: list[tuple[list[int], list[int], list[int]]],
+    pad_id: int,
+    multiple: int = 1,
+    max_length: int | None = None,
+) -> MicroBatch:
+    """Pad `rows` to the longest, rounded up to `multiple` (never past `max_length` when the
+    longest row fits in it)."""
+    longest = max(len(r[0]) for r in rows)
+    width = -(-longest // multiple) * multiple
+    if max_length is not None and longest <= max_length:
+        width = min(width, max_length)
     ids, labels, mask, pos = [], [], [], []
     for r_ids, r_labels, r_pos in rows:
         pad = width - len(r_ids)
@@ -276,14 +286,19 @@ def make_batches(
     pad_id: int,
     seed: int,
     shuffle: bool = True,
+    pad_to_multiple_of: int = 1,
 ) -> list[MicroBatch]:
     """Micro-batches for one epoch, deterministic in (`examples`, `seed`).
 
     `grouped`: shuffle, then sort by length inside windows of 50 batches, cut into batches and
     shuffle the batch order — rows in a batch have similar lengths, so little padding.
     `packed`: bin-pack examples into rows of up to `max_length` tokens, then batch the rows.
-    `shuffle=False` (eval) keeps the input order.
+    `shuffle=False` (eval) keeps the input order. Each batch is padded to its longest row
+    rounded up to `pad_to_multiple_of` (capped at `max_length`): fewer distinct shapes for the
+    GPU kernels that specialise on them, and tensor-core-friendly widths.
     """
+    if pad_to_multiple_of < 1:
+        raise ValueError("pad_to_multiple_of must be >= 1")
     rng = random.Random(seed)
     order = list(examples)
     if shuffle:
@@ -303,7 +318,10 @@ def make_batches(
             rows.extend(
                 (list(e.input_ids), list(e.labels), list(range(len(e.input_ids)))) for e in chunk
             )
-    batches = [_pad_rows(rows[i : i + batch_size], pad_id) for i in range(0, len(rows), batch_size)]
+    batches = [
+        _pad_rows(rows[i : i + batch_size], pad_id, pad_to_multiple_of, max_length)
+        for i in range(0, len(rows), batch_size)
+    ]
     if shuffle:
         rng.shuffle(batches)
     return batches

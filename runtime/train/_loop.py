@@ -222,6 +222,10 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
     if world > 1 and not tdist.is_initialized():
         tdist.init_process_group(backend="nccl" if cuda else "gloo")
 
+    if cuda and not config.cudnn_attention:
+        # see TrainConfig.cudnn_attention: a plan per new shape costs more than the step
+        torch.backends.cuda.enable_cudnn_sdp(False)
+
     if config.precision == "bf16" and not (cuda and torch.cuda.is_bf16_supported()):
         raise ConfigError("bf16 needs a CUDA device that supports it", key="precision")
     bf16 = config.precision == "bf16" or (
@@ -257,6 +261,7 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
             max_length=config.max_length,
             pad_id=pad_id,
             seed=config.seed + epoch,
+            pad_to_multiple_of=config.pad_to_multiple_of,
         )
         per_rank = len(batches) // world
         return batches[dist.rank :: world][:per_rank]
@@ -362,6 +367,7 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
             pad_id=pad_id,
             seed=0,
             shuffle=False,
+            pad_to_multiple_of=config.pad_to_multiple_of,
         )
         with torch.no_grad():
             for mb in batches[dist.rank :: world]:

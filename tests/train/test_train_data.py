@@ -113,6 +113,50 @@ def test_grouped_batches_pad_to_the_longest_and_mask_padding() -> None:
     assert widths == [4, 9]
 
 
+@pytest.mark.parametrize(
+    ("lengths", "multiple", "max_length", "width"),
+    [
+        pytest.param([3, 5], 8, 64, 8, id="rounded-up"),
+        pytest.param([8, 2], 8, 64, 8, id="already-a-multiple"),
+        pytest.param([9, 2], 8, 12, 12, id="capped-at-max-length"),
+        pytest.param([3, 5], 1, 64, 5, id="no-rounding"),
+    ],
+)
+def test_batch_width_rounds_up_to_the_multiple(
+    lengths: list[int], multiple: int, max_length: int, width: int
+) -> None:
+    (batch,) = make_batches(
+        rows(lengths),
+        batch_size=2,
+        mode="grouped",
+        max_length=max_length,
+        pad_id=0,
+        seed=0,
+        pad_to_multiple_of=multiple,
+    )
+    assert [len(r) for r in batch.input_ids] == [width, width]
+    assert sorted(sum(m) for m in batch.attention_mask) == sorted(lengths)
+    assert batch.n_tokens == sum(lengths)  # padding is not counted as trained tokens
+    assert all(
+        lab[n:] == [-100] * (width - n)
+        for lab, n in zip(batch.labels, (sum(m) for m in batch.attention_mask), strict=True)
+    )
+
+
+def test_the_default_config_pads_to_multiples_of_eight() -> None:
+    assert TrainConfig.model_fields["pad_to_multiple_of"].default == 8
+    with pytest.raises(ValueError, match="pad_to_multiple_of"):
+        make_batches(
+            rows([3]),
+            batch_size=1,
+            mode="grouped",
+            max_length=8,
+            pad_id=0,
+            seed=0,
+            pad_to_multiple_of=0,
+        )
+
+
 def test_batches_are_deterministic_in_seed() -> None:
     ex = rows(list(range(2, 40)))
     a = make_batches(ex, batch_size=4, mode="grouped", max_length=64, pad_id=0, seed=7)

@@ -43,11 +43,21 @@ def test_loss_goes_down_on_fifty_rows(train_config: dict[str, Any]) -> None:
     assert last < first - 0.5, (first, last)
     start, done = events[0], events[-1]
     assert isinstance(start, StartEvent)
-    assert (start.device, start.precision, start.total_steps) == ("cpu", "fp32", 39)
+    # `precision = auto`: fp32 on CPU, bf16 autocast on a CUDA GPU that has it
+    cuda = torch.cuda.is_available()
+    expected = (
+        ("cuda:0", "bf16" if torch.cuda.is_bf16_supported() else "fp32")
+        if cuda
+        else (
+            "cpu",
+            "fp32",
+        )
+    )
+    assert (start.device, start.precision, start.total_steps) == (*expected, 39)
     assert isinstance(done, DoneEvent)
     evals = [e for e in events if isinstance(e, EvalEvent)]
     assert done.eval_loss == evals[-1].eval_loss
-    assert all(e.gpu_mem_gb is None and e.tokens_per_s > 0 for e in steps(events))
+    assert all((e.gpu_mem_gb is not None) == cuda and e.tokens_per_s > 0 for e in steps(events))
     # the cosine schedule decays to zero at the last step
     assert steps(events)[-1].lr == pytest.approx(0.0, abs=1e-12)
 
@@ -137,6 +147,8 @@ def test_cuda_run_uses_bf16_and_reports_memory(train_config: dict[str, Any]) -> 
     assert start.device.startswith("cuda")
     assert start.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
     assert all(e.gpu_mem_gb is not None and e.gpu_mem_gb > 0 for e in steps(events))
+    # cuDNN attention (a plan per new shape) is off unless the config allows it
+    assert not torch.backends.cuda.cudnn_sdp_enabled()
 
 
 def test_lora_run_resumes_its_adapter_from_a_checkpoint(train_config: dict[str, Any]) -> None:
