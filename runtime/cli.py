@@ -121,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     quality.add_argument("--concurrency", type=int, default=8)
     quality.add_argument("--limit", type=int, help="at most N instructions per round")
     quality.add_argument("--templates", type=Path, help="judge template override directory")
+    quality.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     coord = sub.add_parser("coordinator", help="run the coordinator of a topology over NATS "
                            "(store, seeds, pool; workers run the other agents)")
@@ -273,6 +274,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _quality(args: argparse.Namespace) -> int:
     from runtime.evaluate import QualityOptions, compute_quality, dataset_items, judge_backend
+    from runtime.progress import ProgressDisplay, StageBars
     from runtime.run import RESOLVED_CONFIG
 
     stored = args.run_dir / RESOLVED_CONFIG
@@ -294,7 +296,8 @@ def _quality(args: argparse.Namespace) -> int:
     if args.run_dir.is_file():
         items = dataset_items(args.run_dir, options.limit)
         target = args.out or args.run_dir.with_name(args.run_dir.stem + ".quality")
-    result = anyio.run(lambda: compute_quality(target, options, items=items))
+    with StageBars(enabled=ProgressDisplay.wanted(not args.no_progress)) as bars:
+        result = anyio.run(lambda: compute_quality(target, options, items=items, progress=bars))
     print(f"{result.items} instructions: {', '.join(result.computed) or 'nothing computed'}",
           file=sys.stderr)
     for line in result.lines:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -62,6 +62,7 @@ from runtime.store import STORE_FILE, RunStore
 __all__ = [
     "QualityOptions",
     "QualityResult",
+    "StageProgress",
     "compute_quality",
     "dataset_items",
     "judge_backend",
@@ -69,6 +70,11 @@ __all__ = [
 
 _log = structlog.get_logger("runtime.quality")
 JUDGE_CALLER = "quality.judge"
+
+
+StageProgress = Callable[[str, int, int], None]
+"""``(stage, done, total)``: how far `compute_quality` is in a stage (``judge``,
+``near-duplicates``, ``clusters``). Called from the event loop's thread; must not block."""
 
 
 @dataclass(frozen=True)
@@ -171,8 +177,17 @@ def _accepted(store: RunStore, limit: int | None) -> list[tuple[str, int, str]]:
     return items
 
 
+def _stage(progress: StageProgress | None, stage: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage, done, total)
+
+
 async def _judge_items(
-    client: LLMClient, items: list[tuple[str, int, str]], options: QualityOptions
+    client: LLMClient,
+    items: list[tuple[str, int, str]],
+    options: QualityOptions,
+    progress: StageProgress | None = None,
 ) -> tuple[list[DifficultyRecord], list[dict[str, Any]], int]:
     templates = load_templates(options.template_dir)
     difficulty_t, tags_t = templates["difficulty"], templates["tags"]
@@ -180,6 +195,13 @@ async def _judge_items(
     scores: list[DifficultyRecord | None] = [None] * len(items)
     tagged: list[dict[str, Any] | None] = [None] * len(items)
     errors = 0
+    finished = 0
+
+    def advance() -> None:
+        nonlocal finished
+        finished += 1
+        if progress is not None:
+            progress("judge", finished, len(items))
 
     async def one(index: int, item_id: str, rnd: int, text: str) -> None:
         nonlocal errors
@@ -192,7 +214,9 @@ async def _judge_items(
             except LLMError as exc:  # failed after its retries: count it, keep going
                 errors += 1
                 _log.warning("quality_judge_failed", item_id=item_id, error=str(exc))
+                advance()
                 return
+        advance()
         scores[index] = DifficultyRecord(item_id=item_id, round=rnd, score=score)
         tagged[index] = {
             "item_id": item_id,
@@ -262,6 +286,7 @@ async def compute_quality(
     options: QualityOptions,
     *,
     items: list[tuple[str, int, str]] | None = None,
+    progress: StageProgress | None = None,
 ) -> QualityResult:
     """Compute, store and report the metrics of ``run_dir`` (see the module docstring).
 
@@ -288,7 +313,7 @@ async def compute_quality(
             cache = ResponseCache(run_dir / "llm_cache.sqlite") if options.judge.cache else None
             client = build_client("judge", options.judge, cache=cache, usage=usage)
             try:
-                difficulty, tags, errors = await _judge_items(client, items, options)
+                difficulty, tags, errors = await _judge_items(client, items, options, progress)
             finally:
                 await client.aclose()
                 if cache is not None:
@@ -314,8 +339,13 @@ async def compute_quality(
             )
         if texts:
             embedder = _MemoEmbedder(load_embedder(options.embedder))
-            report = diversity(texts, embedder)
-            pairs = near_duplicates(texts, embedder, threshold=options.duplicate_threshold)
+            report = diversity(texts, embedder, progress=_stage(progress, "clusters"))
+            pairs = near_duplicates(
+                texts,
+                embedder,
+                threshold=options.duplicate_threshold,
+                progress=_stage(progress, "near-duplicates"),
+            )
             store.put_record(
                 "quality",
                 "diversity",

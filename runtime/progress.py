@@ -24,7 +24,7 @@ from rich.progress import (
 from agents.base import Agent
 from bus.protocol import Bus
 
-__all__ = ["ProgressDisplay"]
+__all__ = ["ProgressDisplay", "StageBars"]
 
 
 class ProgressDisplay:
@@ -93,8 +93,41 @@ class ProgressDisplay:
             task = self._tasks.get("__status__")
             line = self._status()
             if task is None:
-                self._tasks["__status__"] = progress.add_task(
-                    "totals", total=None, extra=line
-                )
+                self._tasks["__status__"] = progress.add_task("totals", total=None, extra=line)
             else:
                 progress.update(task, extra=line)
+
+
+class StageBars:
+    """One rich bar per stage of a one-off command (`quality`): a bar appears on a stage's first
+    report. Use as a context manager; calling it is cheap and never blocks (rich redraws from its
+    own thread). Draws nothing when `enabled` is false."""
+
+    def __init__(self, *, enabled: bool, console: Console | None = None) -> None:
+        self._progress: Progress | None = None
+        if enabled:
+            self._progress = Progress(
+                TextColumn("{task.description:<16}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console or Console(stderr=True),
+            )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> StageBars:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self._progress is None:
+            return
+        task = self._tasks.get(stage)
+        if task is None:
+            task = self._tasks[stage] = self._progress.add_task(stage, total=total)
+        self._progress.update(task, completed=done, total=total)

@@ -207,15 +207,31 @@ def test_diversity_samples_pairs_beyond_the_cap() -> None:
 
 
 @pytest.mark.parametrize("max_pairs", [200_000, 50])  # every pair / a sample of pairs
+@pytest.mark.parametrize(
+    "margin",
+    [
+        pytest.param(None, id="float32-margin"),
+        # a wide margin sends most pairs through the float64 re-check: it must decide alike
+        pytest.param(0.5, id="wide-margin"),
+    ],
+)
 def test_blocked_numpy_path_equals_the_pure_python_one(
-    monkeypatch: pytest.MonkeyPatch, max_pairs: int
+    monkeypatch: pytest.MonkeyPatch, max_pairs: int, margin: float | None
 ) -> None:
     from agents.judge.metrics import embeddings
 
     texts = [f"Write a short poem about topic {i % 23} in style {i % 7}." for i in range(120)]
     texts += ["Write a short poem about topic 1 in style 1."] * 3 + ["", "x"]
+    words = "apple river mountain code sorting quantum history bread violin planet tax poem"
+    w = words.split()
+    # texts at every distance from one another: several clusters, pairs near the thresholds
+    texts += [
+        f"{w[i % 12]} {w[i * 5 % 12]} and {w[i * 7 % 12]}: explain {i % 4} ways" for i in range(60)
+    ]
     embedder = HashedNgramEmbedder()
     monkeypatch.setattr(embeddings, "_BLOCK_ELEMENTS", 1000)  # 8 rows per block: many blocks
+    if margin is not None:
+        monkeypatch.setattr(embeddings, "_MARGIN", margin)
     blocked_pairs = near_duplicates(texts, embedder, threshold=0.8)
     blocked = diversity(texts, embedder, max_pairs=max_pairs)
     monkeypatch.setattr(embeddings, "_numpy", lambda: None)
@@ -230,7 +246,33 @@ def test_blocked_numpy_path_equals_the_pure_python_one(
     for pair, similarity in blocked_sims.items():
         assert similarity == pytest.approx(python_sims[pair], abs=1e-9)
     assert blocked.clusters == python.clusters
+    assert blocked.clusters > 5
     assert blocked.mean_pairwise_distance == pytest.approx(python.mean_pairwise_distance, 1e-9)
+
+
+def test_long_computations_report_progress_to_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("numpy")
+    from agents.judge.metrics import embeddings
+
+    monkeypatch.setattr(embeddings, "_BLOCK_ELEMENTS", 1000)
+    texts = [f"Summarise chapter {i} of the book in {i % 5 + 2} sentences." for i in range(90)]
+    seen: dict[str, list[tuple[int, int]]] = {"dup": [], "div": []}
+    near_duplicates(texts, HashedNgramEmbedder(), progress=lambda d, t: seen["dup"].append((d, t)))
+    diversity(texts, HashedNgramEmbedder(), progress=lambda d, t: seen["div"].append((d, t)))
+    for calls in seen.values():
+        assert len(calls) > 2  # several blocks
+        done = [d for d, _ in calls]
+        assert done == sorted(done)
+        assert calls[-1] == (90, 90)
+
+
+def test_the_bounded_feature_memo_changes_no_vector(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.judge.metrics import embeddings
+
+    texts = ["Write a haiku about rain.", "Write a haiku about snow.", "Sort 3 1 2.", ""]
+    unbounded = HashedNgramEmbedder().embed(texts)
+    monkeypatch.setattr(embeddings, "_MEMO_LIMIT", 5)  # the memo fills after five features
+    assert HashedNgramEmbedder().embed(texts) == unbounded
 
 
 def test_hashed_embed_array_is_embed_as_one_matrix() -> None:
