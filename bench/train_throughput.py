@@ -83,13 +83,15 @@ async def measure(config: dict[str, Any], device: str, threads: int) -> dict[str
         result = await proc.wait()
     if result.status != "done" or start is None:
         raise SystemExit(f"{device} run failed: {result.message}\n" + "\n".join(result.stderr_tail))
-    rates = [s.tokens_per_s for s in steps[2:]] or [s.tokens_per_s for s in steps]
+    # the warm-up: two steps, or the first window of `logging_steps` steps
+    skip = 2 if config["logging_steps"] == 1 else 1
+    rates = [s.tokens_per_s for s in steps[skip:]] or [s.tokens_per_s for s in steps]
     gpu = [s.gpu_mem_gb for s in steps if s.gpu_mem_gb is not None]
     rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {
         "device": start.device,
         "precision": start.precision,
-        "steps": len(steps),
+        "steps": steps[-1].step if steps else 0,
         "tokens_per_s": round(statistics.median(rates), 1),
         "peak_gpu_mem_gb": round(max(gpu), 3) if gpu else None,
         "peak_rss_gb": round(rss_kib / 2**20, 3) if device == "cpu" else None,
@@ -129,6 +131,12 @@ def main() -> int:
         "--cudnn-attention", action="store_true", help="allow cuDNN SDPA (off by default)"
     )
     p.add_argument("--data", type=Path, default=ALPACA)
+    p.add_argument(
+        "--logging-steps",
+        type=int,
+        default=1,
+        help="steps per progress event (each event reads the loss: a CPU-GPU sync)",
+    )
     # 1 by default: the tiny model gains nothing from more threads, and on a shared machine
     # OpenMP threads spinning under contention cost up to 10x (measured on the 2-core dev box).
     p.add_argument("--threads", type=int, default=1)
@@ -174,7 +182,7 @@ def main() -> int:
                 "gradient_checkpointing": args.gradient_checkpointing,
                 "pad_to_multiple_of": args.pad_to_multiple_of,
                 "cudnn_attention": args.cudnn_attention,
-                "logging_steps": 1,
+                "logging_steps": args.logging_steps,
                 "save_steps": None,
             }
             results.append(anyio.run(measure, config, device, args.threads))
@@ -211,6 +219,7 @@ def main() -> int:
                     "batching": args.batching,
                     "pad_to_multiple_of": args.pad_to_multiple_of,
                     "cudnn_attention": args.cudnn_attention,
+                    "logging_steps": args.logging_steps,
                     "data": args.data.name if args.data.is_file() else "synthetic",
                     "threads": args.threads,
                 }

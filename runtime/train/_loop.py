@@ -300,7 +300,14 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
         )
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    # fused: one kernel for the whole update on CUDA (the unfused step was two thirds of the
+    # GPU time of a 71 M-parameter model's step, profiled on an H100)
+    optimizer = torch.optim.AdamW(
+        params,
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        fused=True if cuda else None,
+    )
     warmup = math.ceil(config.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(config.lr_scheduler, warmup, total_steps)
@@ -329,7 +336,12 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
     )
 
     def to_dev(rows: list[list[int]]) -> Any:
-        return torch.tensor(rows, dtype=torch.long, device=device)
+        if not cuda:
+            return torch.tensor(rows, dtype=torch.long)
+        # from pinned memory the copy is asynchronous: the CPU goes on queueing kernels (a copy
+        # from pageable memory waits for the GPU to finish what is queued before it)
+        host = torch.tensor(rows, dtype=torch.long, pin_memory=True)
+        return host.to(device, non_blocking=True)
 
     def forward_loss_sum(mb: MicroBatch, net: Any) -> Any:
         with autocast():
@@ -382,7 +394,10 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
         return eval_loss
 
     # ---- loop
-    win_loss, win_tokens, win_seen = 0.0, 0.0, 0.0
+    # the window's loss stays on the device until an event needs it: reading it each
+    # micro-batch would make the CPU wait for the GPU every time
+    win_loss: Any = torch.zeros((), dtype=torch.float64, device=device)
+    win_tokens, win_seen = 0.0, 0.0
     win_t = time.monotonic()
     last_loss: float | None = None
     last_eval: float | None = None
@@ -412,7 +427,7 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
                     with ctx:
                         loss_sum = forward_loss_sum(mb, model)
                         (loss_sum * (world / max(n_label, 1.0))).backward()
-                    win_loss += float(loss_sum.detach())
+                    win_loss += loss_sum.detach()
                     win_seen += mb.n_label_tokens
                     win_tokens += mb.n_tokens
                 if config.max_grad_norm is not None:
@@ -423,7 +438,7 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
                 step += 1
 
                 if step % config.logging_steps == 0 or step == total_steps:
-                    g_loss, g_seen, g_tokens = all_sum(win_loss, win_seen, win_tokens)
+                    g_loss, g_seen, g_tokens = all_sum(float(win_loss), win_seen, win_tokens)
                     now = time.monotonic()
                     last_loss = g_loss / max(g_seen, 1.0)
                     emit_main(
@@ -439,7 +454,8 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
                             else None,
                         )
                     )
-                    win_loss, win_tokens, win_seen, win_t = 0.0, 0.0, 0.0, now
+                    win_loss.zero_()
+                    win_tokens, win_seen, win_t = 0.0, 0.0, now
                 if config.eval_steps and step % config.eval_steps == 0 and step < total_steps:
                     last_eval = evaluate()
                 saved = False
