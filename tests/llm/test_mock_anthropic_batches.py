@@ -505,3 +505,31 @@ async def test_anthropic_sdk_round_trip(start_mock: StartMock) -> None:
             await client.messages.batches.retrieve("msgbatch_nope")
     finally:
         await client.close()
+
+
+async def test_anthropic_sdk_pages_batches_both_ways(start_mock: StartMock) -> None:
+    """What the `anthropic-batch` backend's lookup of an in-doubt submission relies on, through
+    the SDK: `messages.batches.list` pages newest first (`after_id` = `last_id`, while
+    `has_more`), or towards newer batches from `before_id` (= `first_id`); each batch shows its
+    `created_at` and request counts that add up to its size."""
+    anthropic = pytest.importorskip("anthropic")
+    server = await start_mock(api_key="sk-mock", batch_latency_s=3600)
+    client = anthropic.AsyncAnthropic(
+        base_url=server.anthropic_url, api_key="sk-mock", max_retries=0
+    )
+    try:
+        ids = []
+        for n in range(1, 6):  # batches of 1..5 requests
+            reqs = [request(f"r{i}", "q") for i in range(n)]
+            ids.append((await client.messages.batches.create(requests=reqs)).id)
+        listed = [b async for b in client.messages.batches.list(limit=2)]
+        assert [b.id for b in listed] == ids[::-1]
+        sizes = [sum(b.request_counts.model_dump().values()) for b in listed]
+        assert sizes == [5, 4, 3, 2, 1]
+        stamps = [b.created_at for b in listed]
+        assert stamps == sorted(stamps, reverse=True)
+        newer = [b.id async for b in client.messages.batches.list(limit=2, before_id=ids[0])]
+        assert newer == [ids[2], ids[1], ids[4], ids[3]]  # page by page, each page newest first
+        assert server.stats().requests_by_route["messages.batches.list"] == 3 + 2
+    finally:
+        await client.close()

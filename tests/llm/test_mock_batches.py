@@ -450,3 +450,46 @@ def test_config_fields_and_cli_flag() -> None:
     for bad in ({"batch_latency_s": -1}, {"batch_line_failure_rate": 1.5}, {"batch_outcome": "x"}):
         with pytest.raises(ValidationError):
             MockConfig.model_validate(bad)
+
+
+async def test_openai_sdk_pages_batches_with_their_metadata_and_deletes_files(
+    start_mock: StartMock,
+) -> None:
+    """What the `openai-batch` backend's lookup of an in-doubt submission relies on, through the
+    SDK: `batches.list` pages newest first (`after` = `last_id`, while `has_more`), metadata
+    round-trips, and a deleted input file cannot start a batch."""
+    openai = pytest.importorskip("openai")
+    server = await start_mock(api_key="sk-mock", batch_latency_s=3600)
+    client = openai.AsyncOpenAI(base_url=server.openai_url, api_key="sk-mock", max_retries=0)
+    try:
+        ids = []
+        for n in range(5):
+            f = await client.files.create(file=("in.jsonl", jsonl([request("a", "q")])),
+                                          purpose="batch")
+            batch = await client.batches.create(
+                input_file_id=f.id, endpoint=CHAT, completion_window="24h",
+                metadata={"evolagents_submission": f"s{n}"},
+            )
+            ids.append(batch.id)
+        listed = [b async for b in client.batches.list(limit=2)]
+        assert [b.id for b in listed] == ids[::-1]
+        assert [(b.metadata or {}).get("evolagents_submission") for b in listed] == [
+            "s4", "s3", "s2", "s1", "s0",
+        ]  # fmt: skip
+        page = await client.batches.list(limit=2)
+        assert (page.has_more, page.last_id) == (True, ids[3])
+        assert server.stats().requests_by_route["batches.list"] == 3 + 1
+
+        orphan = await client.files.create(file=("in.jsonl", jsonl([request("a", "q")])),
+                                           purpose="batch")
+        deleted = await client.files.delete(orphan.id)
+        assert (deleted.id, deleted.deleted) == (orphan.id, True)
+        with pytest.raises(openai.NotFoundError):
+            await client.batches.create(
+                input_file_id=orphan.id, endpoint=CHAT, completion_window="24h"
+            )
+        with pytest.raises(openai.NotFoundError):
+            await client.files.delete(orphan.id)
+        assert server.stats().batches_created == 5
+    finally:
+        await client.close()

@@ -17,9 +17,21 @@ base does the rest, the same for both:
   records each batch and its lines once the API accepted it, and keeps the answers: a resumed run
   polls the batches still open and attaches each call to the line it already submitted, and an
   answered line is returned from the journal with no request. An attempt that times out leaves
-  its line in its batch; the retry waits on the same line. The one gap: a kill in the
-  milliseconds between the API accepting a batch and the journal write — that batch's lines go
-  out again.
+  its line in its batch; the retry waits on the same line.
+- Write-ahead, so that no batch is paid twice: before the create call the journal records a
+  `Submission` (a random id, the time, its lines). A submission whose create call may have
+  reached the API without its batch being journaled — the run was killed in between (found in
+  the journal at start), or the create call failed without an HTTP 4xx answer (a timeout, a
+  dropped connection, a 5xx, an unreadable reply) — is *in doubt*: its lines wait while the
+  subclass looks its batch up at the API (`_find`: OpenAI by the id sent in the batch's
+  metadata, Anthropic by size and creation time). A batch found is adopted (journaled, polled,
+  its answers served); a submission the API never saw is dropped and its waiting lines are
+  submitted again. A lookup runs within ``_LOOKUP_DEADLINE_S``: for a submission found in the
+  journal at start, at once; for a create call that failed, when the first of its calls retries
+  (after the retry layer's back-off, `ManagedClient`). If it fails with a retryable error the
+  calls waiting on it get that error and their retries look again (one retry layer): the lines
+  never go out while their batch may exist. A lookup the API refuses (4xx: the listing is
+  unsupported or forbidden) gives up and resubmits, with a warning.
 """
 
 from __future__ import annotations
@@ -28,9 +40,10 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,22 +51,33 @@ import aiohttp
 import structlog
 
 from agents.llm.backends._http import error_from_status, scrub
-from agents.llm.backends.batch_journal import BatchJournal
+from agents.llm.backends.batch_journal import BatchJournal, SubmissionRecord
 from agents.llm.config import BackendConfig
 from agents.llm.errors import (
+    FatalLLMError,
     LLMError,
     LLMTimeoutError,
     MalformedResponseError,
+    RateLimitedError,
     RetryableLLMError,
     UnavailableError,
 )
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 
-__all__ = ["BatchState", "BatchingTransport", "batch_custom_id"]
+__all__ = [
+    "HTTP_TIMEOUT_S",
+    "BatchNotIdentified",
+    "BatchState",
+    "BatchingTransport",
+    "Submission",
+    "batch_custom_id",
+]
 
 _log = structlog.get_logger("agents.llm.batching")
 
-_HTTP_TIMEOUT_S = 300.0  # one API request (an upload of a large batch included)
+HTTP_TIMEOUT_S = 300.0  # one API request (an upload of a large batch included)
+_LOOKUP_DEADLINE_S = 600.0  # one lookup of an in-doubt submission (all its list pages)
+_DISCARD_DEADLINE_S = 30.0  # the best-effort cleanup of a submission that never became a batch
 
 
 def batch_custom_id(body: dict[str, Any]) -> str:
@@ -73,11 +97,55 @@ class BatchState:
         self.raw = raw
 
 
+class BatchNotIdentified(Exception):
+    """Raised by `BatchingTransport._find` when batches at the API could be the submission's but
+    none can be told to be: the lines go out again, with a warning giving this reason."""
+
+
+class Submission:
+    """One batch about to be created, as written ahead to the journal (see the module docstring).
+
+    ``id`` is random (the subclass sends it to the API where the API keeps one, OpenAI's
+    ``metadata``); ``created_at`` is ``time.time()`` just before the journal write and the create
+    call; ``custom_ids`` are its lines. ``file_id`` (OpenAI) is the input file once uploaded.
+    ``sent`` is set by the subclass just before the request that creates the batch: a failure
+    before it cannot have created one. ``waiting`` (in memory) holds the bodies of the lines
+    whose callers wait on the submission while it is in doubt."""
+
+    __slots__ = ("created_at", "custom_ids", "file_id", "id", "sent", "waiting")
+
+    def __init__(
+        self,
+        custom_ids: Sequence[str],
+        *,
+        id: str | None = None,
+        created_at: float | None = None,
+        file_id: str | None = None,
+        sent: bool = False,
+    ) -> None:
+        self.id = id or secrets.token_hex(16)
+        self.created_at = time.time() if created_at is None else created_at
+        self.custom_ids = list(custom_ids)
+        self.file_id = file_id
+        self.sent = sent
+        self.waiting: dict[str, dict[str, Any]] = {}
+
+    def record(self, endpoint: str) -> SubmissionRecord:
+        return SubmissionRecord(
+            self.id, endpoint, self.created_at, tuple(self.custom_ids), self.file_id
+        )
+
+
 class BatchingTransport(ABC):
     """Lines in, batches out; one poller task per open batch. See the module docstring."""
 
     backend: ClassVar[str]
     max_batch_size: ClassVar[int]
+    serial_creates: ClassVar[bool] = False
+    """Create one batch at a time, and look one up only while none is being created (a subclass
+    that tells its batches apart by size and time needs it; see `AnthropicBatchTransport`)."""
+    list_page_size: ClassVar[int] = 100
+    """Batches per page when listing them (`_newest_batches`)."""
 
     def __init__(self, config: BackendConfig, endpoint: str) -> None:
         self.model = config.model
@@ -101,9 +169,20 @@ class BatchingTransport(ABC):
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._polled: set[str] = set()
+        self._poll_lines: dict[str, set[str]] = {}  # batch -> lines known in memory
+        self._journal_lines: set[str] = set()  # batches whose lines are read from the journal
+        self._in_doubt: dict[str, Submission] = {}  # custom_id -> its in-doubt submission
+        self._doubts: dict[str, Submission] = {}  # submission id -> in-doubt submission
+        self._settling: dict[str, asyncio.Task[None]] = {}  # submission id -> its lookup
+        self._created: set[str] = set()  # batches a create call of this transport returned
+        self._adopted: set[str] = set()  # batches adopted by a lookup (not proof of ownership)
+        self._serial_lock: asyncio.Lock | None = None
+        self._lookup_deadline_s = _LOOKUP_DEADLINE_S
         self._closed = False
         self.submitted = 0
         """Batches this transport submitted (for monitoring; see `wait_submitted`)."""
+        self.adopted = 0
+        """In-doubt submissions whose batch a lookup found and adopted (for monitoring)."""
         self._submitted_changed: asyncio.Condition | None = None
 
     def _option(self, key: str, default: float) -> float:
@@ -131,8 +210,24 @@ class BatchingTransport(ABC):
         """The provider's request body for one call (its hash is the line's ``custom_id``)."""
 
     @abstractmethod
-    async def _create(self, lines: dict[str, dict[str, Any]]) -> str:
-        """Create a batch of ``lines`` (custom_id -> body); returns its id. Raises LLMError."""
+    async def _create(self, lines: dict[str, dict[str, Any]], submission: Submission) -> str:
+        """Create a batch of ``lines`` (custom_id -> body) for ``submission`` (already written
+        ahead); returns its id. Sets ``submission.sent`` just before the request that creates
+        the batch. Raises LLMError (or KeyError/TypeError/ValueError for an unreadable reply)."""
+
+    @abstractmethod
+    async def _find(
+        self, submission: Submission, claimed: set[str], rivals: list[Submission]
+    ) -> str | None:
+        """The id of the batch the API created for the in-doubt ``submission``, or None when it
+        has none. ``claimed``: batches known to hold other lines (journaled from a create
+        call's reply; never the answer); ``rivals``: the other submissions in doubt. Raises
+        `BatchNotIdentified` when it cannot tell which batch is the submission's, LLMError when
+        the lookup failed; the caller bounds it with a deadline."""
+
+    async def _discard(self, submission: Submission) -> None:  # noqa: B027 (optional hook)
+        """Clean up what a submission that never became a batch left at the API (best effort,
+        bounded by a deadline, errors logged; the default has nothing to clean)."""
 
     @abstractmethod
     async def _state(self, batch_id: str) -> BatchState:
@@ -168,12 +263,18 @@ class BatchingTransport(ABC):
         waiter = self._waiting.get(custom_id)
         if waiter is None:
             # the awaits come first: a caller cancelled (its timeout) leaves nothing half set up
-            known = await self._journal.lookup(custom_id) if self._journal else None
+            known = None
+            if custom_id not in self._in_doubt and self._journal is not None:
+                known = await self._journal.lookup(custom_id)
             waiter = self._waiting.get(custom_id)
             if waiter is None:
                 waiter = asyncio.get_running_loop().create_future()
                 self._waiting[custom_id] = waiter
-                if known is not None and known.result is not None:
+                doubt = self._in_doubt.get(custom_id)  # (again: it may be new since the await)
+                if doubt is not None:
+                    doubt.waiting[custom_id] = body  # the lookup answers, resubmits or fails it
+                    self._settle(doubt)
+                elif known is not None and known.result is not None:
                     self._resolve(custom_id, self._parse(known.result))
                 elif known is not None:
                     self._poll(known.batch_id)  # submitted before a restart: wait on that line
@@ -218,22 +319,56 @@ class BatchingTransport(ABC):
                 del self._pending[custom_id]
             self._spawn(self._submit(lines))
 
+    def _serial(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Held around a create (write-ahead to journal) and a lookup where `serial_creates`."""
+        if not self.serial_creates:
+            return contextlib.nullcontext()
+        if self._serial_lock is None:
+            self._serial_lock = asyncio.Lock()
+        return self._serial_lock
+
     async def _submit(self, lines: dict[str, dict[str, Any]]) -> None:
-        try:
-            batch_id = await self._create(lines)
-        except (LLMError, KeyError, TypeError, ValueError) as exc:
-            error = (
-                exc
-                if isinstance(exc, LLMError)
-                else MalformedResponseError(
-                    self._where(f"unreadable batch creation reply ({type(exc).__name__}: {exc})")
+        async with self._serial():
+            submission = Submission(list(lines))
+            if self._journal is not None:
+                try:
+                    await self._journal.submitting(submission.record(self.endpoint))
+                except Exception as exc:  # nothing was sent: the calls may retry
+                    _log.error("llm_batch_journal_failed", error=f"{type(exc).__name__}: {exc}")
+                    failed = RetryableLLMError(self._where(f"batch journal write failed: {exc}"))
+                    for custom_id in lines:
+                        self._resolve(custom_id, failed)
+                    return
+            try:
+                batch_id = await self._create(lines, submission)
+            except (LLMError, KeyError, TypeError, ValueError) as exc:
+                error = (
+                    exc
+                    if isinstance(exc, LLMError)
+                    else MalformedResponseError(
+                        self._where(
+                            f"unreadable batch creation reply ({type(exc).__name__}: {exc})"
+                        )
+                    )
                 )
-            )
-            for custom_id in lines:
-                self._resolve(custom_id, error)
-            return
-        if self._journal is not None:
-            await self._journal.submitted(batch_id, lines)
+                if submission.sent and not isinstance(error, FatalLLMError | RateLimitedError):
+                    # no 4xx answer: the API may have created the batch; its lines wait for a
+                    # lookup (run by their retries) instead of going out again
+                    self._doubt(submission)
+                    _log.warning(
+                        "llm_batch_in_doubt",
+                        backend=self.backend,
+                        submission=submission.id,
+                        lines=len(lines),
+                        error=str(error),
+                    )
+                else:
+                    await self._abandon(submission)
+                for custom_id in lines:
+                    self._resolve(custom_id, error)
+                return
+            self._created.add(batch_id)
+            await self._journal_batch(batch_id, submission)
         _log.info("llm_batch_submitted", backend=self.backend, batch_id=batch_id, lines=len(lines))
         self._poll(batch_id, lines=list(lines))
         self.submitted += 1
@@ -252,22 +387,183 @@ class BatchingTransport(ABC):
         async with changed:
             await changed.wait_for(lambda: self.submitted >= count)
 
+    async def _journal_batch(self, batch_id: str, submission: Submission) -> None:
+        """Record ``batch_id`` as the batch of ``submission``. If the journal fails the batch is
+        still polled (from memory) and the submission stays written ahead: a resumed run looks
+        it up, as after a kill."""
+        if self._journal is None:
+            return
+        try:
+            await self._journal.submitted(batch_id, submission.custom_ids, submission.id)
+        except Exception as exc:  # logged; the answers still come from memory
+            _log.error(
+                "llm_batch_journal_failed",
+                batch_id=batch_id,
+                submission=submission.id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+    async def _note_file(self, submission: Submission, file_id: str) -> None:
+        """Record the input file uploaded for ``submission`` (for `_discard`; best effort)."""
+        submission.file_id = file_id
+        if self._journal is not None:
+            try:
+                await self._journal.uploaded(submission.id, file_id)
+            except Exception as exc:  # only the cleanup of an orphan file needs it
+                _log.error("llm_batch_journal_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def _abandon(self, submission: Submission) -> None:
+        """Forget a submission that never became a batch (journal, then `_discard`)."""
+        if self._journal is not None:
+            try:
+                await self._journal.abandoned(submission.id)
+            except Exception as exc:  # left in doubt: a restart looks it up
+                _log.error("llm_batch_journal_failed", error=f"{type(exc).__name__}: {exc}")
+        try:
+            async with asyncio.timeout(_DISCARD_DEADLINE_S):
+                await self._discard(submission)
+        except (LLMError, TimeoutError, KeyError, TypeError, ValueError) as exc:
+            _log.warning(
+                "llm_batch_discard_failed",
+                backend=self.backend,
+                submission=submission.id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+    # -- submissions in doubt --------------------------------------------------------------------
+
+    def _doubt(self, submission: Submission) -> None:
+        self._doubts[submission.id] = submission
+        for custom_id in submission.custom_ids:
+            self._in_doubt.setdefault(custom_id, submission)
+
+    def _undoubt(self, submission: Submission) -> None:
+        self._doubts.pop(submission.id, None)
+        for custom_id in submission.custom_ids:
+            if self._in_doubt.get(custom_id) is submission:
+                del self._in_doubt[custom_id]
+
+    def _settle(self, submission: Submission) -> None:
+        """Start the lookup of an in-doubt submission unless one is running (its waiting lines
+        await its outcome)."""
+        running = self._settling.get(submission.id)
+        if running is None or running.done():
+            task = asyncio.get_running_loop().create_task(self._recover(submission))
+            self._settling[submission.id] = task
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+            task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        for key, running in list(self._settling.items()):
+            if running is task:
+                del self._settling[key]
+
+    async def _recover(self, submission: Submission) -> None:
+        """One lookup of an in-doubt submission: adopt its batch, resubmit its waiting lines, or
+        fail them with the lookup's error (their retries look again)."""
+        reason = ""
+        try:
+            async with self._serial():
+                claimed = set(self._created)
+                if self._journal is not None:
+                    claimed |= await self._journal.batch_ids()
+                claimed -= self._adopted  # another in-doubt submission's guess may be ours
+                rivals = [s for s in self._doubts.values() if s is not submission]
+                try:
+                    async with asyncio.timeout(self._lookup_deadline_s):
+                        batch_id = await self._find(submission, claimed, rivals)
+                except TimeoutError:
+                    raise LLMTimeoutError(
+                        self._where(f"batch lookup: no answer within {self._lookup_deadline_s:g}s")
+                    ) from None
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise MalformedResponseError(
+                        self._where(f"batch lookup: unreadable list ({type(exc).__name__}: {exc})")
+                    ) from None
+        except BatchNotIdentified as exc:
+            batch_id, reason = None, str(exc)
+        except FatalLLMError as exc:
+            batch_id, reason = None, f"the lookup was refused ({exc})"
+        except LLMError as exc:
+            self._fail_waiting(submission, exc, "llm_batch_lookup_failed")
+            return
+        except Exception as exc:  # the journal, say: the lines stay in doubt
+            error = RetryableLLMError(self._where(f"batch lookup failed: {exc}"))
+            self._fail_waiting(submission, error, "llm_batch_lookup_failed")
+            raise
+        if batch_id is not None:
+            await self._journal_batch(batch_id, submission)
+            self._undoubt(submission)
+            self._adopted.add(batch_id)
+            self.adopted += 1
+            _log.info(
+                "llm_batch_adopted",
+                backend=self.backend,
+                batch_id=batch_id,
+                submission=submission.id,
+                lines=len(submission.custom_ids),
+            )
+            self._poll(batch_id, lines=submission.custom_ids)
+            submission.waiting.clear()
+            return
+        (_log.warning if reason else _log.info)(
+            "llm_batch_not_found",
+            backend=self.backend,
+            submission=submission.id,
+            lines=len(submission.custom_ids),
+            waiting=len(submission.waiting),
+            reason=f"{reason or 'the API has no batch of it'}: its lines go out again",
+        )
+        await self._abandon(submission)
+        self._undoubt(submission)
+        waiting, submission.waiting = submission.waiting, {}
+        for custom_id, body in waiting.items():
+            if custom_id in self._waiting:
+                self._enqueue(custom_id, body)
+
+    def _fail_waiting(self, submission: Submission, error: LLMError, event: str) -> None:
+        _log.warning(event, backend=self.backend, submission=submission.id, error=str(error))
+        waiting, submission.waiting = submission.waiting, {}
+        for custom_id in waiting:
+            self._resolve(custom_id, error)
+
+    async def _newest_batches(self, path: str, cursor: str) -> AsyncGenerator[dict[str, Any], None]:
+        """The batches at ``path``, newest first, page after page (``limit`` =
+        `list_page_size`; the next page from ``cursor`` = the page's ``last_id``, while
+        ``has_more``). Raises LLMError (or KeyError/TypeError for an unreadable page)."""
+        params = {"limit": str(self.list_page_size)}
+        while True:
+            page = await self._request("GET", path, params=params)
+            data = page["data"]
+            for batch in data:
+                yield batch
+            if not page.get("has_more") or not data:
+                return
+            params = {**params, cursor: str(page.get("last_id") or data[-1]["id"])}
+
     # -- polling and reading back ---------------------------------------------------------------
 
     def _poll(self, batch_id: str, lines: list[str] | None = None) -> None:
+        """Poll ``batch_id`` until it ended, then answer its ``lines`` (None: the journal's;
+        lines given by several calls add up)."""
+        if lines is None:
+            self._journal_lines.add(batch_id)
+        else:
+            self._poll_lines.setdefault(batch_id, set()).update(lines)
         if batch_id not in self._polled:
             self._polled.add(batch_id)
-            self._spawn(self._poll_guarded(batch_id, lines))
+            self._spawn(self._poll_guarded(batch_id))
 
-    async def _poll_guarded(self, batch_id: str, lines: list[str] | None) -> None:
+    async def _poll_guarded(self, batch_id: str) -> None:
         try:
-            await self._poll_until_done(batch_id, lines)
+            await self._poll_until_done(batch_id)
         except Exception:
             # (the journal failed, say): forget the poller, so a retried call starts a new one
             self._polled.discard(batch_id)
             raise
 
-    async def _poll_until_done(self, batch_id: str, lines: list[str] | None) -> None:
+    async def _poll_until_done(self, batch_id: str) -> None:
         while True:
             try:
                 state = await self._state(batch_id)
@@ -287,12 +583,18 @@ class BatchingTransport(ABC):
             _log.warning("llm_batch_read_failed", batch_id=batch_id, error=str(exc))
             await asyncio.sleep(self._poll_s)
             self._polled.discard(batch_id)
-            self._poll(batch_id, lines)
+            self._poll(batch_id, [])
             return
-        if lines is None:
-            lines = await self._journal.lines_of(batch_id) if self._journal else []
+        journaled: list[str] = []
         if self._journal is not None:
+            if batch_id in self._journal_lines:
+                journaled = await self._journal.lines_of(batch_id)
             await self._journal.finished(batch_id, answers)
+        # no await from here on: every line attached to this poller until now is answered, and
+        # a line attached later (`_poll` again) starts a new poller
+        self._polled.discard(batch_id)
+        self._journal_lines.discard(batch_id)
+        lines = self._poll_lines.pop(batch_id, set()).union(journaled)
         _log.info(
             "llm_batch_finished",
             backend=self.backend,
@@ -327,6 +629,26 @@ class BatchingTransport(ABC):
         for batch_id in await self._journal.unfinished():
             _log.info("llm_batch_resumed", backend=self.backend, batch_id=batch_id)
             self._poll(batch_id)
+        for record in await self._journal.in_doubt(self.endpoint):
+            # written ahead, never settled: the run stopped around a create call. Looked up at
+            # once (its calls, as they come, wait on that lookup); if it fails, their retries
+            # look again
+            _log.warning(
+                "llm_batch_in_doubt",
+                backend=self.backend,
+                submission=record.submission_id,
+                lines=len(record.custom_ids),
+                error="found in the journal at start: looked up before its lines go out again",
+            )
+            submission = Submission(
+                record.custom_ids,
+                id=record.submission_id,
+                created_at=record.created_at,
+                file_id=record.file_id,
+                sent=True,
+            )
+            self._doubt(submission)
+            self._settle(submission)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -349,7 +671,7 @@ class BatchingTransport(ABC):
         url = path_or_url if "://" in path_or_url else f"{self.endpoint}{path_or_url}"
         try:
             async with session.request(
-                method, url, timeout=aiohttp.ClientTimeout(total=_HTTP_TIMEOUT_S), **kwargs
+                method, url, timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S), **kwargs
             ) as resp:
                 content = await resp.read()
                 if resp.status != 200:
@@ -399,6 +721,8 @@ class BatchingTransport(ABC):
                 await task
         for custom_id in list(self._waiting):
             self._resolve(custom_id, UnavailableError(self._where("the transport closed")))
+        for submission in self._doubts.values():
+            submission.waiting.clear()
         if self._session is not None and not self._session.closed:
             await self._session.close()
         if self._journal is not None:

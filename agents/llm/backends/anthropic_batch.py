@@ -7,6 +7,26 @@ A batch is ``POST /v1/messages/batches`` with the requests inline; ``GET
 stands for), ``expired`` or ``canceled`` (retried in a later batch). How lines are gathered,
 journaled, polled, answered and retried: `agents.llm.backends._batching`.
 
+A Message Batch carries no metadata, so a batch written ahead to the journal but not recorded as
+created (the run was killed around the create call, or the call failed without a 4xx answer) is
+looked up by what the API does show: ``GET /v1/messages/batches`` (newest first, page by page)
+for batches created within the create call's reach of the submission (from its time less
+`_WINDOW_MARGIN_S` to its time plus the request timeout and the margin) whose request counts add
+up to the submission's line count and that the journal does not hold from a create call's reply.
+
+- None: a submission the API never saw; its lines go out again.
+- Exactly one: adopted (by every submission of ours in doubt that it fits). Answers are matched
+  by ``custom_id`` (a hash of the request), so a batch adopted by mistake — another client's of
+  the same size, created in the same minutes, while ours never reached the API — answers none of
+  our lines wrongly: they go out again once it ended (later, but paid once).
+- Two or more: ambiguous; the lines go out again and a warning says so, naming the candidates
+  (``llm_batch_not_found``): if one of them was ours, its lines are paid twice.
+
+So that our own batches never make this ambiguous, this backend creates one batch at a time and
+looks one up only while none is being created (`serial_creates`): a kill leaves at most one
+submission in doubt per transport. Other clients on the same workspace (another run, another
+``[llm.NAME]`` table with its own journal) are not seen as ours.
+
 Options (``[llm.NAME] options``): ``batch_size`` (default 5,000; Anthropic allows 100,000
 requests and 256 MB per batch), ``window_s`` (30), ``poll_s`` (30), ``default_max_tokens`` (1024,
 when a call sets none: the API requires it), ``anthropic_version`` ("2023-06-01"), ``journal``
@@ -16,17 +36,32 @@ when a call sets none: the API requires it), ``anthropic_version`` ("2023-06-01"
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
-from agents.llm.backends._batching import BatchingTransport, BatchState, error_text
+from agents.llm.backends._batching import (
+    HTTP_TIMEOUT_S,
+    BatchingTransport,
+    BatchNotIdentified,
+    BatchState,
+    Submission,
+    error_text,
+)
 from agents.llm.backends._http import resolve_api_key
 from agents.llm.config import BackendConfig
 from agents.llm.errors import LLMError, MalformedResponseError
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 
 __all__ = ["AnthropicBatchTransport", "create_transport"]
+
+_PATH = "/v1/messages/batches"
+#: Clock skew allowed between us and the API when matching a batch's ``created_at``.
+_WINDOW_MARGIN_S = 120.0
+#: The request counts of a Message Batch; they always add up to its number of requests.
+_COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 #: Anthropic's error types, as the HTTP status each stands for (so a line's error is typed as the
@@ -48,6 +83,7 @@ class AnthropicBatchTransport(BatchingTransport):
 
     backend: ClassVar[str] = "anthropic-batch"
     max_batch_size: ClassVar[int] = 100_000
+    serial_creates: ClassVar[bool] = True
 
     def __init__(self, config: BackendConfig, endpoint: str) -> None:
         super().__init__(config, endpoint)
@@ -85,13 +121,49 @@ class AnthropicBatchTransport(BatchingTransport):
             body["_seed"] = params.seed
         return body
 
-    async def _create(self, lines: dict[str, dict[str, Any]]) -> str:
+    async def _create(self, lines: dict[str, dict[str, Any]], submission: Submission) -> str:
         requests = [
             {"custom_id": cid, "params": {k: v for k, v in body.items() if not k.startswith("_")}}
             for cid, body in lines.items()
         ]
-        batch = await self._request("POST", "/v1/messages/batches", json={"requests": requests})
+        submission.sent = True
+        batch = await self._request("POST", _PATH, json={"requests": requests})
         return str(batch["id"])
+
+    @staticmethod
+    def _window(submission: Submission) -> tuple[float, float]:
+        """When the API can have created the submission's batch (Unix seconds)."""
+        start = submission.created_at
+        return start - _WINDOW_MARGIN_S, start + HTTP_TIMEOUT_S + _WINDOW_MARGIN_S
+
+    async def _find(
+        self, submission: Submission, claimed: set[str], rivals: list[Submission]
+    ) -> str | None:
+        """The one unclaimed batch of the submission's size created in its `_window` (see the
+        module docstring); None when there is none; `BatchNotIdentified` for more than one."""
+        size = len(submission.custom_ids)
+        low, high = self._window(submission)
+        candidates: list[str] = []
+        async with contextlib.aclosing(self._newest_batches(_PATH, "after_id")) as batches:
+            async for batch in batches:
+                created = datetime.fromisoformat(str(batch["created_at"])).timestamp()
+                if created < low:
+                    break
+                counts = batch["request_counts"]
+                if (
+                    created <= high
+                    and batch["id"] not in claimed
+                    and sum(int(counts.get(k) or 0) for k in _COUNTS) == size
+                ):
+                    candidates.append(str(batch["id"]))
+        if len(candidates) > 1:
+            rival = sum(len(r.custom_ids) == size for r in rivals)
+            raise BatchNotIdentified(
+                f"ambiguous: {len(candidates)} batches of {size} requests created around the "
+                f"submission and not in the journal ({', '.join(candidates)}) could be its "
+                f"batch (other submissions of that size in doubt: {rival})"
+            )
+        return candidates[0] if candidates else None
 
     async def _state(self, batch_id: str) -> BatchState:
         batch = await self._request("GET", f"/v1/messages/batches/{batch_id}")

@@ -1,16 +1,24 @@
-"""The journal of the `openai-batch` backend: which request lines went into which batch, and the
-answers of finished batches — so a killed run that is resumed waits for the batches it already
-paid for instead of submitting them again.
+"""The journal of the batch backends (`openai-batch`, `anthropic-batch`): which request lines went
+into which batch, and the answers of finished batches — so a killed run that is resumed waits for
+the batches it already paid for instead of submitting them again.
 
-One SQLite file (WAL), usually ``RUN_DIR/llm_batches.sqlite``. A line is keyed by its
+One SQLite file (WAL), usually ``RUN_DIR/llm_batches.<name>.sqlite``. A line is keyed by its
 ``custom_id`` (a hash of the request body): ``batch_id`` says where it was submitted, ``result``
 holds the answer once the batch finished (failed lines are deleted, so that a retry submits them
 again). Every method runs its statement on a worker thread; the event loop never blocks on disk.
+
+Write-ahead: before a batch's create call the backend records a *submission* (a random id, the
+endpoint, the time, its lines; `submitting`), and the input file once uploaded (`uploaded`,
+OpenAI). `submitted` records the batch the API returned and deletes the submission in the same
+transaction; `abandoned` deletes a submission that never became a batch. A submission still here
+when a run starts (`in_doubt`) was cut off between the two: the API may or may not have created
+its batch, which the backend looks up before any of its lines goes out again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import time
@@ -20,7 +28,7 @@ from pathlib import Path
 
 import anyio.to_thread
 
-__all__ = ["BatchJournal", "JournalLine"]
+__all__ = ["BatchJournal", "JournalLine", "SubmissionRecord"]
 
 _CHUNK = 500  # keys per SELECT
 
@@ -37,6 +45,13 @@ CREATE TABLE IF NOT EXISTS lines (
     result TEXT                      -- the chat.completion JSON once answered
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS lines_by_batch ON lines (batch_id);
+CREATE TABLE IF NOT EXISTS submissions (
+    submission_id TEXT PRIMARY KEY,  -- sent to the API where it takes one (OpenAI's metadata)
+    endpoint TEXT NOT NULL,
+    created_at REAL NOT NULL,        -- time.time() just before the create call
+    custom_ids TEXT NOT NULL,        -- JSON list of the lines
+    file_id TEXT                     -- OpenAI: the uploaded input file, once uploaded
+);
 """
 
 
@@ -46,6 +61,17 @@ class JournalLine:
 
     batch_id: str
     result: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionRecord:
+    """A batch about to be created (written before the create call): see the module docstring."""
+
+    submission_id: str
+    endpoint: str
+    created_at: float
+    custom_ids: tuple[str, ...]
+    file_id: str | None = None
 
 
 class BatchJournal:
@@ -103,13 +129,97 @@ class BatchJournal:
                     found[str(row[0])] = JournalLine(str(row[1]), row[2])
         return found
 
-    async def submitted(self, batch_id: str, custom_ids: Iterable[str]) -> None:
-        """Record a batch the API accepted, with its lines (one transaction)."""
+    async def submitting(self, record: SubmissionRecord) -> None:
+        """Write ahead: record a submission before its create call (durable once this returns)."""
+
+        def run() -> None:
+            with self._lock, self._db:
+                self._db.execute("BEGIN")
+                self._db.execute(
+                    "INSERT OR REPLACE INTO submissions VALUES (?, ?, ?, ?, ?)",
+                    (
+                        record.submission_id,
+                        record.endpoint,
+                        record.created_at,
+                        json.dumps(list(record.custom_ids)),
+                        record.file_id,
+                    ),
+                )
+
+        await anyio.to_thread.run_sync(run)
+
+    async def uploaded(self, submission_id: str, file_id: str) -> None:
+        """Record the input file uploaded for a submission (before the create call that uses it)."""
+
+        def run() -> None:
+            with self._lock, self._db:
+                self._db.execute("BEGIN")
+                self._db.execute(
+                    "UPDATE submissions SET file_id = ? WHERE submission_id = ?",
+                    (file_id, submission_id),
+                )
+
+        await anyio.to_thread.run_sync(run)
+
+    async def abandoned(self, submission_id: str) -> None:
+        """Forget a submission that never became a batch (its lines may go out again)."""
+
+        def run() -> None:
+            with self._lock, self._db:
+                self._db.execute("BEGIN")
+                self._db.execute(
+                    "DELETE FROM submissions WHERE submission_id = ?", (submission_id,)
+                )
+
+        await anyio.to_thread.run_sync(run)
+
+    async def in_doubt(self, endpoint: str) -> list[SubmissionRecord]:
+        """The submissions at ``endpoint`` written ahead and never settled, oldest first."""
+
+        def run() -> list[SubmissionRecord]:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT submission_id, endpoint, created_at, custom_ids, file_id "
+                    "FROM submissions WHERE endpoint = ? ORDER BY created_at",
+                    (endpoint,),
+                ).fetchall()
+            return [
+                SubmissionRecord(
+                    submission_id=str(r[0]),
+                    endpoint=str(r[1]),
+                    created_at=float(r[2]),
+                    custom_ids=tuple(json.loads(r[3])),
+                    file_id=None if r[4] is None else str(r[4]),
+                )
+                for r in rows
+            ]
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def batch_ids(self) -> set[str]:
+        """Every batch this journal has recorded, open or done (batches it claims)."""
+
+        def run() -> set[str]:
+            with self._lock:
+                rows = self._db.execute("SELECT batch_id FROM batches").fetchall()
+            return {str(r[0]) for r in rows}
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def submitted(
+        self, batch_id: str, custom_ids: Iterable[str], submission_id: str | None = None
+    ) -> None:
+        """Record a batch the API accepted, with its lines, and settle its ``submission_id``
+        (one transaction)."""
         ids = list(custom_ids)
 
         def run() -> None:
             with self._lock, self._db:
                 self._db.execute("BEGIN")
+                if submission_id is not None:
+                    self._db.execute(
+                        "DELETE FROM submissions WHERE submission_id = ?", (submission_id,)
+                    )
                 self._db.execute(
                     "INSERT OR REPLACE INTO batches VALUES (?, 'submitted', ?, ?)",
                     (batch_id, len(ids), time.time()),

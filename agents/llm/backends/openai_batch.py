@@ -7,6 +7,18 @@ then ``POST /batches`` on it; ``GET /batches/{id}`` until its status leaves vali
 in_progress / finalizing / cancelling; then its output and error files. How lines are gathered,
 journaled, polled, answered and retried: `agents.llm.backends._batching`.
 
+A batch written ahead to the journal but not recorded as created (the run was killed around the
+create call, or the call failed without a 4xx answer) is looked up before its lines go out again:
+each batch carries its submission id in ``metadata`` (key ``evolagents_submission``), and ``GET
+/batches`` is read page by page until the batches are older than the submission (less an hour for
+clock skew); the batch with that id (or created from the journaled input file) is adopted. This
+relies on the list being newest first, as the mock serves it; OpenAI's API reference states no
+order (newest first is what its clients expect; not tested here against OpenAI): were it not, the
+lookup could stop too early and the lines would go out again. When there is no such batch — or the
+create call was rejected with a 4xx — the submission's input file, if it was uploaded, is deleted
+(``DELETE /files/{id}``, best effort; files for batches expire after 30 days anyway), so a create
+call still on its way finds no file; then the lines go out again.
+
 Options (``[llm.NAME] options``): ``batch_size`` (default 5,000; OpenAI allows 50,000 lines and
 200 MB per batch), ``window_s`` (30), ``poll_s`` (30), ``completion_window`` ("24h"), ``journal``
 (path; the runtime sets ``RUN_DIR/llm_batches.<name>.sqlite``). Set ``timeout_s`` to the
@@ -17,6 +29,7 @@ batch lines are not requests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -26,6 +39,7 @@ import aiohttp
 from agents.llm.backends._batching import (
     BatchingTransport,
     BatchState,
+    Submission,
     batch_custom_id,
     error_text,
 )
@@ -34,10 +48,14 @@ from agents.llm.config import BackendConfig
 from agents.llm.errors import LLMError, MalformedResponseError
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 
-__all__ = ["OpenAIBatchTransport", "batch_custom_id", "create_transport"]
+__all__ = ["SUBMISSION_KEY", "OpenAIBatchTransport", "batch_custom_id", "create_transport"]
 
 _ENDPOINT = "/v1/chat/completions"
 _OPEN = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
+#: The batch metadata key holding the journal's submission id (`_find`).
+SUBMISSION_KEY = "evolagents_submission"
+#: How far before a submission the listing still looks (clock skew between us and the API).
+_LIST_MARGIN_S = 3600.0
 
 
 class OpenAIBatchTransport(BatchingTransport):
@@ -64,7 +82,7 @@ class OpenAIBatchTransport(BatchingTransport):
         body.update(openai_request_kwargs(params))
         return body
 
-    async def _create(self, lines: dict[str, dict[str, Any]]) -> str:
+    async def _create(self, lines: dict[str, dict[str, Any]], submission: Submission) -> str:
         payload = "".join(
             json.dumps(
                 {"custom_id": cid, "method": "POST", "url": _ENDPOINT, "body": body},
@@ -79,17 +97,43 @@ class OpenAIBatchTransport(BatchingTransport):
             "file", payload, filename="evolagents-batch.jsonl", content_type="application/jsonl"
         )
         uploaded = await self._request("POST", "/files", data=form)
+        await self._note_file(submission, str(uploaded["id"]))
+        submission.sent = True
         batch = await self._request(
             "POST",
             "/batches",
             json={
-                "input_file_id": uploaded["id"],
+                "input_file_id": submission.file_id,
                 "endpoint": _ENDPOINT,
                 "completion_window": self._completion_window,
-                "metadata": {"client": "evolagents"},
+                "metadata": {"client": "evolagents", SUBMISSION_KEY: submission.id},
             },
         )
         return str(batch["id"])
+
+    async def _find(
+        self, submission: Submission, claimed: set[str], rivals: list[Submission]
+    ) -> str | None:
+        """The batch whose metadata carries the submission's id (or whose input file is the
+        submission's), listed newest first down to the submission's time less
+        `_LIST_MARGIN_S`; an exact match, so ``claimed`` and ``rivals`` are not needed."""
+        cutoff = submission.created_at - _LIST_MARGIN_S
+        async with contextlib.aclosing(self._newest_batches("/batches", "after")) as batches:
+            async for batch in batches:
+                metadata = batch.get("metadata") or {}
+                if metadata.get(SUBMISSION_KEY) == submission.id or (
+                    submission.file_id is not None
+                    and batch.get("input_file_id") == submission.file_id
+                ):
+                    return str(batch["id"])
+                if float(batch["created_at"]) < cutoff:
+                    break
+        return None
+
+    async def _discard(self, submission: Submission) -> None:
+        """Delete the input file of a submission that never became a batch."""
+        if submission.file_id is not None:
+            await self._request("DELETE", f"/files/{submission.file_id}")
 
     async def _state(self, batch_id: str) -> BatchState:
         batch = await self._request("GET", f"/batches/{batch_id}")

@@ -2,8 +2,10 @@
 
 Routes (`MessageBatchStore.routes`; `server.build_app` puts them behind the Anthropic route's
 API-key check): `POST /v1/messages/batches`, `GET /v1/messages/batches` (`limit` 1-1000,
-default 20; `after_id` / `before_id`; newest first), `GET /v1/messages/batches/{id}`,
-`GET /v1/messages/batches/{id}/results` (JSONL), `POST /v1/messages/batches/{id}/cancel`.
+default 20; newest first; `after_id` = the `last_id` of the page before for older batches,
+`before_id` = its `first_id` for newer ones; `has_more` in that direction),
+`GET /v1/messages/batches/{id}`, `GET /v1/messages/batches/{id}/results` (JSONL),
+`POST /v1/messages/batches/{id}/cancel`.
 
 Contract (the OpenAI store's in `batches`, in Anthropic's words):
 

@@ -2,8 +2,10 @@
 
 Routes (`BatchStore.routes`; `server.build_app` puts them behind the OpenAI API-key check):
 `POST /v1/files` (multipart: `purpose=batch`, `file`), `GET /v1/files/{file_id}/content`,
-`POST /v1/batches`, `GET /v1/batches` (`limit` 1-100, default 20; `after`; newest first),
-`GET /v1/batches/{batch_id}`, `POST /v1/batches/{batch_id}/cancel`.
+`DELETE /v1/files/{file_id}`, `POST /v1/batches` (`metadata`: an object of strings, kept and
+served back), `GET /v1/batches` (`limit` 1-100, default 20; `after` = the `last_id` of the page
+before; newest first; `has_more`, `first_id`, `last_id`), `GET /v1/batches/{batch_id}`,
+`POST /v1/batches/{batch_id}/cancel`.
 
 Contract:
 
@@ -22,6 +24,8 @@ Contract:
 - `expired`: only the first `total // 2` lines are answered; the others are in neither file.
   `failed`: no files, `errors` set. Cancel: `cancelling` in the reply, `cancelled` on the next
   look, no files; cancelling a finished batch answers 409.
+- A deleted file is gone: its content and a batch created from it answer 404 (a batch already
+  created from it keeps its requests).
 - Errors are OpenAI-shaped: `{"error": {"message", "type", "param": null, "code": null}}`.
 """
 
@@ -146,6 +150,7 @@ class BatchStore:
         return [
             ("POST", "/v1/files", "files.create", self.upload_file),
             ("GET", "/v1/files/{file_id}/content", "files.content", self.file_content),
+            ("DELETE", "/v1/files/{file_id}", "files.delete", self.delete_file),
             ("POST", "/v1/batches", "batches.create", self.create_batch),
             ("GET", "/v1/batches", "batches.list", self.list_batches),
             ("GET", "/v1/batches/{batch_id}", "batches.retrieve", self.retrieve_batch),
@@ -179,6 +184,12 @@ class BatchStore:
         if f is None:
             return _error(404, f"No such File object: {file_id}")
         return web.Response(body=f.data, content_type="application/octet-stream")
+
+    async def delete_file(self, request: web.Request) -> web.StreamResponse:
+        file_id = request.match_info["file_id"]
+        if self.files.pop(file_id, None) is None:
+            return _error(404, f"No such File object: {file_id}")
+        return web.json_response({"id": file_id, "object": "file", "deleted": True})
 
     async def create_batch(self, request: web.Request) -> web.StreamResponse:
         try:
