@@ -195,7 +195,9 @@ def test_a_restarted_coordinator_resumes_the_run(
     # answers in the shared cache: not one LLM call is paid twice (16-32 were without it)
     assert mock_requests(mock_llm_url) - before == reference["requests"]
     caches = [worker_reports(tmp_path / f"worker{i}.log")[0]["llm_cache"] for i in range(2)]
-    assert sum(cache["shared_hits"] for cache in caches) > 0  # redone on the other worker
+    # the redone steps were answered from a cache: the other worker's (shared) or, when the
+    # same worker redoes its own step, its local one — which worker gets it is up to the broker
+    assert sum(cache["hits"] for cache in caches) > 0
     assert sum(cache["shared_errors"] for cache in caches) == 0
 
 
