@@ -132,6 +132,11 @@ def main() -> int:
     )
     p.add_argument("--data", type=Path, default=ALPACA)
     p.add_argument(
+        "--shared-packs",
+        action="store_true",
+        help="packed rows without the block-diagonal mask (pack_isolation = false)",
+    )
+    p.add_argument(
         "--logging-steps",
         type=int,
         default=1,
@@ -182,6 +187,7 @@ def main() -> int:
                 "gradient_checkpointing": args.gradient_checkpointing,
                 "pad_to_multiple_of": args.pad_to_multiple_of,
                 "cudnn_attention": args.cudnn_attention,
+                "pack_isolation": not args.shared_packs,
                 "logging_steps": args.logging_steps,
                 "save_steps": None,
             }
@@ -220,6 +226,7 @@ def main() -> int:
                     "pad_to_multiple_of": args.pad_to_multiple_of,
                     "cudnn_attention": args.cudnn_attention,
                     "logging_steps": args.logging_steps,
+                    "pack_isolation": not args.shared_packs,
                     "data": args.data.name if args.data.is_file() else "synthetic",
                     "threads": args.threads,
                 }

@@ -8,8 +8,8 @@
 # 2. the `gpu`-marked tests (bf16 training, LoRA over a bf16 base), then all of tests/train on this
 #    machine's torch / transformers / peft;
 # 3. bench/train_throughput.py on CUDA over the carried Alpaca rows (.whl/data): the tiny model,
-#    a ~77M-parameter one (default settings, then with cuDNN attention allowed, then packed) and a
-#    ~0.7B one (tokens/s, peak memory) for docs/benchmarks.md.
+#    a ~71M-parameter one (default settings, with cuDNN attention allowed, packed with and without
+#    pack isolation) and a ~0.7B one (tokens/s, peak memory) for docs/benchmarks.md.
 # Exits non-zero when a test step failed or ran no test.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +57,8 @@ bench() { "$PY" bench/train_throughput.py "${data[@]}" "$@" || failed=1; }
         mid=(--devices cuda --hidden-size 768 --layers 12 --max-length 1024 --batch-size 8 --steps 30)
         bench "${mid[@]}"
         bench "${mid[@]}" --cudnn-attention
-        bench "${mid[@]}" --batching packed
+        bench "${mid[@]}" --batching packed                  # isolated packs (the default)
+        bench "${mid[@]}" --batching packed --shared-packs   # what the mask costs
         bench --devices cuda --hidden-size 2048 --layers 16 --max-length 2048 --batch-size 16 \
             --steps 20
     fi

@@ -72,8 +72,12 @@ class TrainConfig(BaseModel):
     batching: Literal["grouped", "packed"] = "grouped"
     """`grouped`: similar-length rows batched together, padded to the longest (no waste, no
     cross-talk). `packed`: rows concatenated into `max_length` sequences with position ids reset
-    per row (no padding; with non-flash attention a row can attend to the rows before it in its
-    pack)."""
+    per row (no padding; see `pack_isolation`)."""
+    pack_isolation: bool = True
+    """With `packed` batching: each example attends only to itself (a block-diagonal causal
+    mask), so packing changes no example's loss. False: plain causal attention over the whole
+    row (an example sees those packed before it; no 4-D mask, so the fused flash kernels can
+    serve)."""
     pad_to_multiple_of: int = Field(8, ge=1)
     """Pad each batch's width up to a multiple of this (capped at `max_length`): tensor-core
     friendly widths and fewer distinct shapes for kernels that specialise on them. 1: no

@@ -52,7 +52,13 @@ from runtime.train._data import (
     split_by_hash,
 )
 
-__all__ = ["Emit", "TrainingInterrupted", "latest_checkpoint", "run_training"]
+__all__ = [
+    "Emit",
+    "TrainingInterrupted",
+    "latest_checkpoint",
+    "packed_attention_mask",
+    "run_training",
+]
 
 log = logging.getLogger("runtime.train")
 
@@ -343,12 +349,19 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
         host = torch.tensor(rows, dtype=torch.long, pin_memory=True)
         return host.to(device, non_blocking=True)
 
-    def forward_loss_sum(mb: MicroBatch, net: Any) -> Any:
+    isolate = config.batching == "packed" and config.pack_isolation
+
+    def forward_loss_sum(mb: MicroBatch, net: Any, packed: bool = False) -> Any:
+        """Summed token loss of `mb`; `packed`: its rows hold several examples to isolate."""
+        attention_mask = to_dev(mb.attention_mask)
+        position_ids = to_dev(mb.position_ids)
+        if packed:
+            attention_mask = packed_attention_mask(position_ids, attention_mask)
         with autocast():
             out = net(
                 input_ids=to_dev(mb.input_ids),
-                attention_mask=to_dev(mb.attention_mask),
-                position_ids=to_dev(mb.position_ids),
+                attention_mask=attention_mask,
+                position_ids=position_ids,
             )
         logits = out.logits[:, :-1, :].float()
         labels = to_dev(mb.labels)[:, 1:]
@@ -425,7 +438,7 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
                     sync = world == 1 or k == len(group) - 1
                     ctx = contextlib.nullcontext() if sync else model.no_sync()
                     with ctx:
-                        loss_sum = forward_loss_sum(mb, model)
+                        loss_sum = forward_loss_sum(mb, model, packed=isolate)
                         (loss_sum * (world / max(n_label, 1.0))).backward()
                     win_loss += loss_sum.detach()
                     win_seen += mb.n_label_tokens
@@ -488,6 +501,23 @@ def run_training(config: TrainConfig, emit: Emit) -> DoneEvent:
     )
     emit_main(done)
     return done
+
+
+def packed_attention_mask(position_ids: Any, attention_mask: Any) -> Any:
+    """A 4-D boolean mask (batch, 1, L, L), True where a token may attend: causal, and only
+    within its own example of a packed row (an example starts where its position id is 0).
+    Padding (attention mask 0) attends to itself only and is never attended to; its labels are
+    -100, so it adds nothing to the loss. Built on the tensors' device."""
+    import torch
+
+    segment = torch.cumsum((position_ids == 0).to(torch.int32), dim=1)
+    segment = torch.where(
+        attention_mask.bool(), segment, -1 - torch.arange(segment.size(1), device=segment.device)
+    )  # each padding token its own segment
+    length = position_ids.size(1)
+    causal = torch.ones(length, length, dtype=torch.bool, device=position_ids.device).tril()
+    same = segment[:, :, None] == segment[:, None, :]
+    return (same & causal)[:, None, :, :]
 
 
 def _enable_checkpointing(model: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,10 +82,56 @@ def test_lora_trains_only_the_adapter_and_saves_it(train_config: dict[str, Any])
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
 
 
-def test_packed_batches_train(train_config: dict[str, Any]) -> None:
-    events = train({**train_config, "batching": "packed", "max_steps": 3, "max_length": 256})
+@pytest.mark.parametrize("isolation", [True, False])
+def test_packed_batches_train(train_config: dict[str, Any], isolation: bool) -> None:
+    config = {"batching": "packed", "max_steps": 3, "max_length": 256}
+    events = train({**train_config, **config, "pack_isolation": isolation})
     assert [e.step for e in steps(events)] == [1, 2, 3]
     assert all(e.loss > 0 for e in steps(events))
+
+
+def test_packed_examples_see_only_themselves(tiny_model: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from runtime.train._data import Example, make_batches
+    from runtime.train._loop import packed_attention_mask
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model), local_files_only=True).eval()
+    lengths = [7, 5, 4, 9]
+    examples = [
+        Example(list(range(10 + 3 * k, 10 + 3 * k + n)), [-100] * n) for k, n in enumerate(lengths)
+    ]
+    (batch,) = make_batches(
+        examples,
+        batch_size=4,
+        mode="packed",
+        max_length=16,
+        pad_id=0,
+        seed=0,
+        pad_to_multiple_of=8,
+    )
+    assert len(batch.input_ids) < len(examples)  # some row holds two examples
+    ids = torch.tensor(batch.input_ids)
+    pos = torch.tensor(batch.position_ids)
+    mask = torch.tensor(batch.attention_mask)
+    with torch.no_grad():
+        isolated = model(
+            input_ids=ids, position_ids=pos, attention_mask=packed_attention_mask(pos, mask)
+        ).logits
+        shared = model(input_ids=ids, position_ids=pos, attention_mask=mask).logits
+        alone = {
+            tuple(e.input_ids): model(input_ids=torch.tensor([e.input_ids])).logits[0]
+            for e in examples
+        }
+    differs = 0
+    for row, (r_ids, r_pos) in enumerate(zip(batch.input_ids, batch.position_ids, strict=True)):
+        n = sum(batch.attention_mask[row])
+        starts = [i for i in range(n) if r_pos[i] == 0] + [n]
+        for a, b in itertools.pairwise(starts):
+            reference = alone[tuple(r_ids[a:b])]
+            assert torch.allclose(isolated[row, a:b], reference, atol=1e-5)
+            differs += not torch.allclose(shared[row, a:b], reference, atol=1e-5)
+    assert differs > 0  # without the mask, a later example in a row sees the earlier one
 
 
 def test_tokenizer_without_template_trains_with_the_fallback_and_saves_it(
