@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -284,6 +286,54 @@ def test_hashed_embed_array_is_embed_as_one_matrix() -> None:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     units = matrix / np.where(norms > 0, norms, 1.0)
     assert np.allclose(units, np.asarray(embedder.embed(texts)), atol=1e-12)
+
+
+MESSY_TEXTS = [
+    "Write a haiku.",
+    "",
+    "   ",
+    "Ünïcödé  café, naïve — ﬁne! 😀 emoji \U0001d518 outside the BMP",
+    "Sort a list in Python,\nthen explain why it is stable.",
+    "ab",
+]
+
+
+def reference_counts(embedder: HashedNgramEmbedder, text: str) -> list[float]:
+    """The hashed embedding of one text, feature by feature in pure Python."""
+    from agents.judge.metrics.embeddings import ngram_hash_reference
+
+    counts = [0.0] * embedder.dim
+    norm = " ".join(unicodedata.normalize("NFKC", text).lower().split())
+    for word in re.findall(r"\w+", norm):
+        code = embedder._word_bucket(word)
+        counts[code if code >= 0 else -code - 1] += 1.0 if code >= 0 else -1.0
+    padded = f" {norm} "
+    for n in embedder.ngram_sizes:
+        for i in range(len(padded) - n + 1):
+            h = ngram_hash_reference(padded[i : i + n])
+            counts[h % embedder.dim] += 1.0 if h >> 63 else -1.0
+    return counts
+
+
+def test_hashed_embedding_equals_the_feature_by_feature_reference() -> None:
+    embedder = HashedNgramEmbedder(dim=64)
+    matrix = embedder.embed_array(MESSY_TEXTS)
+    for row, text in enumerate(MESSY_TEXTS):
+        assert matrix[row].tolist() == reference_counts(embedder, text), text
+    assert not matrix[1].any()  # nothing to hash
+    assert not matrix[2].any()
+
+
+def test_no_ngram_spans_two_texts_whatever_the_chunking(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.judge.metrics import embeddings
+
+    embedder = HashedNgramEmbedder()
+    whole = embedder.embed_array(MESSY_TEXTS)
+    alone = [embedder.embed_array([t])[0] for t in MESSY_TEXTS]
+    monkeypatch.setattr(embeddings, "_CHUNK_CODEPOINTS", 5)  # about one text per chunk
+    chunked = embedder.embed_array(MESSY_TEXTS)
+    for row in range(len(MESSY_TEXTS)):
+        assert whole[row].tolist() == alone[row].tolist() == chunked[row].tolist()
 
 
 def test_cosine_of_zero_vector_is_zero() -> None:

@@ -74,74 +74,135 @@ def _unit(vec: Vector) -> Vector:
 
 
 class HashedNgramEmbedder:
-    """Signed feature hashing of character n-grams (`ngram_sizes`) and words into `dim` buckets."""
+    """Signed feature hashing of character n-grams (`ngram_sizes`) and words into `dim` buckets.
+
+    The text is NFKC-normalised, lower-cased and its whitespace collapsed, then padded with one
+    space each side. Each character n-gram is hashed from its code points with a 64-bit
+    polynomial hash and a splitmix64 finish (`ngram_hash`), computed for a whole chunk of texts
+    at once in numpy. Each word (``\\w+``) is hashed with blake2b. A feature adds +1 or -1 (the
+    hash's top bit) to bucket ``hash % dim``. Deterministic in every process.
+    """
 
     def __init__(self, dim: int = 512, ngram_sizes: tuple[int, ...] = (3, 4, 5)) -> None:
         self.dim = dim
         self.ngram_sizes = ngram_sizes
-        self.name = f"hashed-char-ngrams-{dim}"
+        self.name = f"hashed-ngrams-v2-{dim}"
 
-    def _features(self, text: str) -> list[str]:
-        norm = " ".join(unicodedata.normalize("NFKC", text).lower().split())
-        padded = f" {norm} "
-        feats = [f"w:{w}" for w in re.findall(r"\w+", norm)]
-        for n in self.ngram_sizes:
-            feats.extend(padded[i : i + n] for i in range(max(0, len(padded) - n + 1)))
-        return feats
+    @staticmethod
+    def _normalise(text: str) -> str:
+        return " ".join(unicodedata.normalize("NFKC", text).lower().split())
 
-    def _bucket(self, feature: str) -> int:
-        """The feature's signed bucket: ``index`` for +1, ``-index - 1`` for -1."""
-        h = int.from_bytes(
-            hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little"
-        )
+    def _word_bucket(self, word: str) -> int:
+        """The word's signed bucket: ``index`` for +1, ``-index - 1`` for -1."""
+        h = int.from_bytes(hashlib.blake2b(f"w:{word}".encode(), digest_size=8).digest(), "little")
         index = h % self.dim
         return index if (h >> 63) & 1 else -index - 1
 
-    def _buckets(self, text: str, memo: dict[str, int]) -> list[int]:
-        """`_bucket` of each feature of `text`, through `memo` (features repeat a lot across
-        texts: ~6% of the n-grams of 3,000 Alpaca rows are distinct). The memo stops growing at
-        `_MEMO_LIMIT` entries, so its memory stays bounded."""
+    def _word_buckets(self, norm: str, memo: dict[str, int]) -> list[int]:
+        """`_word_bucket` of each word, through `memo` (words repeat a lot across texts). The memo
+        stops growing at `_MEMO_LIMIT` entries, so its memory stays bounded."""
         out = []
-        for feature in self._features(text):
-            code = memo.get(feature)
+        for word in re.findall(r"\w+", norm):
+            code = memo.get(word)
             if code is None:
-                code = self._bucket(feature)
+                code = self._word_bucket(word)
                 if len(memo) < _MEMO_LIMIT:
-                    memo[feature] = code
+                    memo[word] = code
             out.append(code)
         return out
 
-    def _vector(self, text: str, memo: dict[str, int]) -> Vector:
-        vec = [0.0] * self.dim
-        for code in self._buckets(text, memo):
-            if code >= 0:
-                vec[code] += 1.0
-            else:
-                vec[-code - 1] -= 1.0
-        return _unit(vec)
-
     def embed(self, texts: Sequence[str]) -> list[Vector]:
-        """Deterministic vectors (same text, same vector, in every process)."""
-        memo: dict[str, int] = {}
-        return [self._vector(t, memo) for t in texts]
+        """Unit vectors (a zero vector for a text with no feature), the rows of `embed_array`."""
+        matrix = self.embed_array(texts)
+        out: list[Vector] = []
+        for row in matrix.tolist():
+            out.append(_unit(row))
+        return out
 
     def embed_array(self, texts: Sequence[str]) -> Any:
-        """`embed` as one float64 numpy matrix (n x dim), without a Python float per value."""
-        np = _numpy()
-        if np is None:
-            raise RuntimeError("embed_array needs numpy")
+        """The feature counts as one float64 numpy matrix (n x dim), not normalised. Texts are
+        hashed a chunk of ~`_CHUNK_CODEPOINTS` code points at a time."""
+        import numpy as np
+
         matrix = np.zeros((len(texts), self.dim), dtype="float64")
         memo: dict[str, int] = {}
-        for row, text in enumerate(texts):
-            codes = np.asarray(self._buckets(text, memo), dtype="int64")
-            if len(codes):
-                index = np.where(codes >= 0, codes, -codes - 1)
-                sign = np.where(codes >= 0, 1.0, -1.0)
-                matrix[row] = np.bincount(index, weights=sign, minlength=self.dim)
+        start = 0
+        while start < len(texts):
+            padded: list[str] = []
+            size = 0
+            stop = start
+            while stop < len(texts) and (not padded or size < _CHUNK_CODEPOINTS):
+                norm = self._normalise(texts[stop])
+                padded.append(f" {norm} ")
+                size += len(norm) + 2
+                codes = self._word_buckets(norm, memo)
+                if codes:
+                    words = np.asarray(codes, dtype="int64")
+                    matrix[stop] += np.bincount(
+                        np.where(words >= 0, words, -words - 1),
+                        weights=np.where(words >= 0, 1.0, -1.0),
+                        minlength=self.dim,
+                    )
+                stop += 1
+            matrix[start:stop] += self._ngram_counts(np, padded)
+            start = stop
         return matrix
 
+    def _ngram_counts(self, np: Any, padded: list[str]) -> Any:
+        """The n-gram bucket counts of each (padded, normalised) text: (len(padded) x dim)."""
+        lengths = np.fromiter((len(t) for t in padded), dtype="int64", count=len(padded))
+        points = np.frombuffer("".join(padded).encode("utf-32-le"), dtype="<u4").astype("uint64")
+        total = len(points)
+        row = np.repeat(np.arange(len(padded)), lengths)
+        room = np.repeat(np.cumsum(lengths), lengths) - np.arange(total)  # chars left in its text
+        counts = np.zeros(len(padded) * self.dim, dtype="float64")
+        for n in self.ngram_sizes:
+            if total < n:
+                continue
+            h = ngram_hash(np, points, n)
+            valid = room[: total - n + 1] >= n  # the n-gram lies inside one text
+            h, rows = h[valid], row[: total - n + 1][valid]
+            index = (h % np.uint64(self.dim)).astype("int64")
+            sign = np.where((h >> np.uint64(63)) == 1, 1.0, -1.0)
+            counts += np.bincount(rows * self.dim + index, weights=sign, minlength=len(counts))
+        return counts.reshape(len(padded), self.dim)
 
-_MEMO_LIMIT = 2_000_000  # features remembered per embed call (~200 MB at most)
+
+_MEMO_LIMIT = 2_000_000  # words remembered per embed call (~200 MB at most)
+_CHUNK_CODEPOINTS = 2_000_000  # code points hashed at once (a few 16 MB arrays)
+_PRIME = 0x100000001B3  # the 64-bit FNV prime, as the polynomial's base
+
+
+def ngram_hash(np: Any, points: Any, n: int) -> Any:
+    """The 64-bit hash of every n-gram of `points` (uint64 code points): position i hashes
+    points[i : i + n]. Polynomial in base `_PRIME`, seeded with n, finished with splitmix64;
+    arithmetic wraps modulo 2**64 (`ngram_hash_reference` is the same in pure Python)."""
+    count = len(points) - n + 1
+    h = np.full(count, n, dtype="uint64")
+    prime = np.uint64(_PRIME)
+    with np.errstate(over="ignore"):
+        for j in range(n):
+            h = h * prime + points[j : j + count]
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+    return h
+
+
+def ngram_hash_reference(gram: str) -> int:
+    """`ngram_hash` of one n-gram, in pure Python (the tests' reference)."""
+    mask = (1 << 64) - 1
+    h = len(gram)
+    for ch in gram:
+        h = (h * _PRIME + ord(ch)) & mask
+    h ^= h >> 30
+    h = (h * 0xBF58476D1CE4E5B9) & mask
+    h ^= h >> 27
+    h = (h * 0x94D049BB133111EB) & mask
+    h ^= h >> 31
+    return h
 
 
 class MiniLMEmbedder:
