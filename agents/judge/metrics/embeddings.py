@@ -7,8 +7,8 @@
   imported on first use, and a missing one raises `EmbedderUnavailableError` naming what to
   install.
 - `HashedNgramEmbedder`: hashed character 3-5-grams and words into a fixed number of signed
-  buckets. Pure Python, deterministic, no model: a lexical (not semantic) similarity, good enough
-  to catch near-copies, and what tests use.
+  buckets. Deterministic, no model (numpy does the hashing): a lexical (not semantic)
+  similarity, good enough to catch near-copies, and what tests use.
 
 `load_embedder("auto")` returns the model when it can be imported, else the hashed embedder.
 
