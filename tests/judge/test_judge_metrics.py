@@ -332,8 +332,12 @@ def test_no_ngram_spans_two_texts_whatever_the_chunking(monkeypatch: pytest.Monk
     alone = [embedder.embed_array([t])[0] for t in MESSY_TEXTS]
     monkeypatch.setattr(embeddings, "_CHUNK_CODEPOINTS", 5)  # about one text per chunk
     chunked = embedder.embed_array(MESSY_TEXTS)
+    monkeypatch.setattr(embeddings, "_CHUNK_CODEPOINTS", 10**9)
+    monkeypatch.setattr(embeddings, "_CHUNK_TEXTS", 2)  # two texts per chunk
+    paired = embedder.embed_array(MESSY_TEXTS)
     for row in range(len(MESSY_TEXTS)):
         assert whole[row].tolist() == alone[row].tolist() == chunked[row].tolist()
+        assert paired[row].tolist() == whole[row].tolist()
 
 
 def test_cosine_of_zero_vector_is_zero() -> None:

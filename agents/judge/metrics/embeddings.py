@@ -121,7 +121,8 @@ class HashedNgramEmbedder:
 
     def embed_array(self, texts: Sequence[str]) -> Any:
         """The feature counts as one float64 numpy matrix (n x dim), not normalised. Texts are
-        hashed a chunk of ~`_CHUNK_CODEPOINTS` code points at a time."""
+        hashed a chunk at a time: ~`_CHUNK_CODEPOINTS` code points, at most `_CHUNK_TEXTS`
+        texts (short texts would otherwise make a chunk's count matrix large)."""
         import numpy as np
 
         matrix = np.zeros((len(texts), self.dim), dtype="float64")
@@ -131,7 +132,9 @@ class HashedNgramEmbedder:
             padded: list[str] = []
             size = 0
             stop = start
-            while stop < len(texts) and (not padded or size < _CHUNK_CODEPOINTS):
+            while stop < len(texts) and (
+                not padded or (size < _CHUNK_CODEPOINTS and len(padded) < _CHUNK_TEXTS)
+            ):
                 norm = self._normalise(texts[stop])
                 padded.append(f" {norm} ")
                 size += len(norm) + 2
@@ -170,6 +173,7 @@ class HashedNgramEmbedder:
 
 _MEMO_LIMIT = 2_000_000  # words remembered per embed call (~200 MB at most)
 _CHUNK_CODEPOINTS = 2_000_000  # code points hashed at once (a few 16 MB arrays)
+_CHUNK_TEXTS = 8192  # and at most this many texts (their counts: 8192 x dim float64, 32 MB)
 _PRIME = 0x100000001B3  # the 64-bit FNV prime, as the polynomial's base
 
 
