@@ -76,6 +76,7 @@ class _Row:
     current_step_id: str | None
     method: MethodSelected | None = None
     finished: int = -1  # the last round whose outcome was applied
+    ancestors: tuple[str, ...] = ()  # generations before the current instruction, seed first
 
 
 @register("pool.rounds")
@@ -151,7 +152,7 @@ class PoolAgent(Agent[PoolParams]):
                 await self._start(seed, position, method)
             else:
                 row = _Row(seed.id, state.instruction, state.input, state.current_step_id, method,
-                           finished=state.rounds_done)
+                           finished=state.rounds_done, ancestors=state.ancestors)
                 self.active[seed.id] = row
                 await self._next_round(row, state.rounds_done, cause=None)
         self.fed_all = True
@@ -203,6 +204,7 @@ class PoolAgent(Agent[PoolParams]):
             parent_step_id=row.current_step_id,
             instruction=row.instruction,
             input=row.input,
+            ancestors=row.ancestors,
             method_id=row.method.method_id if row.method else None,
             method_text=row.method.method_text if row.method else None,
             correlation_id=row.seed_id,
@@ -251,6 +253,7 @@ class PoolAgent(Agent[PoolParams]):
                                                 f"{outcome.error}")
             return
         if isinstance(outcome, Accepted) and outcome.round >= 1:
+            row.ancestors = (*row.ancestors, outcome.step.parent_instruction)
             row.instruction = outcome.step.instruction
             row.input = outcome.step.input
             row.current_step_id = outcome.step.step_id

@@ -199,6 +199,11 @@ class RunStore:
         ).fetchone()
         if row is None:
             return None
+        ancestors = self._db.execute(
+            "SELECT parent_instruction FROM steps WHERE seed_id = ? AND status = 'accepted' "
+            "AND round >= 1 AND round <= ? ORDER BY round",
+            (seed_id, row[1]),
+        ).fetchall()
         return RowState(
             seed_id=seed_id,
             status=row[0],
@@ -207,6 +212,7 @@ class RunStore:
             input=row[3],
             current_step_id=row[4],
             error=row[5],
+            ancestors=tuple(a[0] or "" for a in ancestors),
         )
 
     def start_row(self, seed: SeedLike, position: int) -> None:

@@ -126,7 +126,11 @@ class EliminatorAgent(Agent[EliminatorParams]):
         Raises LLMError when the judge LLM call failed for good.
         """
         for verdict in instruction_rules(
-            step.instruction, self.params.rules, parent=step.parent_instruction
+            step.instruction,
+            self.params.rules,
+            parent=step.parent_instruction,
+            ancestors=step.ancestors,
+            operation=step.operation,
         ):
             if verdict.failed:
                 return verdict

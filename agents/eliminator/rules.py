@@ -23,14 +23,15 @@ the first failure; `RuleSet` is the config (each rule on/off, thresholds, word l
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.eliminator.screening import ScreeningRules, screening_verdicts
+from agents.eliminator.verdict import RuleName, Verdict
 from agents.evol.operations import Profile
 from agents.evol.templates import PromptError, Template, load_template
 from agents.llm.types import ChatMessage
@@ -41,6 +42,7 @@ __all__ = [
     "EqualityAnswer",
     "InformationGainRule",
     "PromptWordsRule",
+    "RefusalRule",
     "RuleName",
     "RuleSet",
     "SorryRule",
@@ -49,6 +51,7 @@ __all__ = [
     "apply_local_rules",
     "check_information_gain",
     "check_prompt_words",
+    "check_refusal",
     "check_sorry",
     "check_stopwords_only",
     "check_unchanged",
@@ -74,34 +77,14 @@ DEFAULT_PROMPT_PHRASES: tuple[str, ...] = (
     "created instruction",
     "evolved instruction",
     "instruction to rewrite",
+    # the compact profile's one-line requests, echoed by small models
+    "rewrite this instruction",
+    "rewrite this question",
+    "rewrite the instruction",
+    "rewrite the question",
+    "</instruction>",
+    "<instruction>",
 )
-
-
-class RuleName(StrEnum):
-    """Stable rule names, used in verdicts, counters and the run store."""
-
-    NO_INFORMATION_GAIN = "no_information_gain"
-    SORRY_SHORT_RESPONSE = "sorry_short_response"
-    STOPWORDS_ONLY_RESPONSE = "stopwords_only_response"
-    COPIES_EVOLVING_PROMPT = "copies_evolving_prompt"
-
-
-Outcome = Literal["pass", "fail", "unparseable"]
-
-
-class Verdict(BaseModel):
-    """One rule's decision: `outcome` is "fail" when the evolution must be eliminated."""
-
-    model_config = ConfigDict(frozen=True)
-
-    rule: RuleName
-    outcome: Outcome
-    reason: str
-
-    @property
-    def failed(self) -> bool:
-        """True only for a definite failure ("unparseable" is not a failure)."""
-        return self.outcome == "fail"
 
 
 # ------------------------------------------------------------------ rule 1: information gain
@@ -197,6 +180,27 @@ def check_sorry(
                 return Verdict(rule=rule, outcome="fail", reason=f"says {word!r} in {count} words")
             return Verdict(rule=rule, outcome="pass", reason=f"says {word!r} but has {count} words")
     return Verdict(rule=rule, outcome="pass", reason="no apology word")
+
+
+# ------------------------------------------------------------------ refusals beyond "sorry"
+
+DEFAULT_REFUSAL_FILE = PROMPTS_DIR / "refusal_phrases.txt"
+
+
+def check_refusal(
+    response: str, phrases: Iterable[str], *, opening_words: int = 30, max_words: int = 80
+) -> Verdict:
+    """A refusal or deflection: a phrase of `phrases` within the first `opening_words` words, or
+    anywhere in a response of fewer than `max_words` words. Case and apostrophes are ignored."""
+    rule = RuleName.REFUSAL_RESPONSE
+    flat = " ".join(response.lower().replace("\u2019", "'").split())
+    opening = " ".join(flat.split()[:opening_words])
+    short = len(flat.split()) < max_words
+    for phrase in phrases:
+        pattern = rf"(?<!\w){re.escape(phrase)}(?!\w)"
+        if re.search(pattern, opening) or (short and re.search(pattern, flat)):
+            return Verdict(rule=rule, outcome="fail", reason=f"refuses: {phrase!r}")
+    return Verdict(rule=rule, outcome="pass", reason="no refusal phrase")
 
 
 # ------------------------------------------------------------------ rule 3: stop words only
@@ -302,6 +306,23 @@ class SorryRule(_Rule):
     max_words: int = Field(default=80, ge=1)
 
 
+class RefusalRule(_Rule):
+    """Refusals beyond "sorry" ("I apologize, but I can't assist with that."): the phrases of
+    `phrases_file` (default: the built-in list) and `extra_phrases`, in the opening words or in a
+    short response."""
+
+    phrases_file: Path | None = None
+    extra_phrases: tuple[str, ...] = ()
+    opening_words: int = Field(default=30, ge=1)
+    max_words: int = Field(default=80, ge=1)
+
+    def phrases(self) -> tuple[str, ...]:
+        """The effective phrase list."""
+        base = load_stopwords(self.phrases_file or DEFAULT_REFUSAL_FILE)
+        extra = {p.strip().lower() for p in self.extra_phrases if p.strip()}
+        return tuple(sorted(base | extra))
+
+
 class StopwordsRule(_Rule):
     """Rule 3: the stop-word file (default: the built-in list) and extra words."""
 
@@ -330,10 +351,13 @@ class RuleSet(BaseModel):
     sorry: SorryRule = SorryRule()
     stopwords: StopwordsRule = StopwordsRule()
     prompt_words: PromptWordsRule = PromptWordsRule()
+    refusal: RefusalRule = RefusalRule()
+    screening: ScreeningRules = ScreeningRules()
 
 
 def response_rules(response: str, rules: RuleSet | None = None) -> list[Verdict]:
-    """Verdicts of the enabled rules that judge the RESPONSE (2: sorry, 3: stop words), in order."""
+    """Verdicts of the enabled rules that judge the RESPONSE, in order: 2 (sorry), 3 (stop
+    words), then refusals beyond "sorry"."""
     rules = rules or RuleSet()
     verdicts: list[Verdict] = []
     if rules.sorry.enabled:
@@ -342,21 +366,43 @@ def response_rules(response: str, rules: RuleSet | None = None) -> list[Verdict]
         )
     if rules.stopwords.enabled:
         verdicts.append(check_stopwords_only(response, rules.stopwords.stopwords()))
+    if rules.refusal.enabled:
+        refusal = rules.refusal
+        verdicts.append(
+            check_refusal(
+                response,
+                refusal.phrases(),
+                opening_words=refusal.opening_words,
+                max_words=refusal.max_words,
+            )
+        )
     return verdicts
 
 
 def instruction_rules(
-    instruction: str, rules: RuleSet | None = None, *, parent: str = ""
+    instruction: str,
+    rules: RuleSet | None = None,
+    *,
+    parent: str = "",
+    ancestors: Sequence[str] = (),
+    operation: str = "",
 ) -> list[Verdict]:
-    """Verdicts of the enabled local rules that judge the evolved INSTRUCTION (4: prompt words).
+    """Verdicts of the enabled local rules that judge the evolved INSTRUCTION: rule 4 (prompt
+    words), then the screening rules (`agents.eliminator.screening`), in a fixed order.
 
-    They need no response, so the eliminator runs them before the step is answered.
+    They need no response and no LLM, so the eliminator runs them before the step is answered.
+    `ancestors` are the row's generations before `parent` (seed first); `operation` the evolving
+    operation (parent-comparing rules skip in-breadth ones).
     """
     rules = rules or RuleSet()
-    if not rules.prompt_words.enabled:
-        return []
-    exempt = parent if rules.prompt_words.ignore_if_in_parent else ""
-    return [check_prompt_words(instruction, rules.prompt_words.phrases, parent=exempt)]
+    verdicts: list[Verdict] = []
+    if rules.prompt_words.enabled:
+        exempt = parent if rules.prompt_words.ignore_if_in_parent else ""
+        verdicts.append(check_prompt_words(instruction, rules.prompt_words.phrases, parent=exempt))
+    verdicts += screening_verdicts(
+        instruction, parent, rules.screening, ancestors=ancestors, operation=operation
+    )
+    return verdicts
 
 
 def run_local_rules(

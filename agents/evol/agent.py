@@ -88,6 +88,7 @@ class EvolAgent(Agent[EvolParams]):
             step_id=request.step_id,
             parent_step_id=request.parent_step_id,
             parent_instruction=text,
+            ancestors=request.ancestors,
             instruction="",
             operation=operation,
             method_id=request.method_id,

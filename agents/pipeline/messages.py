@@ -56,6 +56,9 @@ class Step(BaseModel):
     step_id: str
     parent_step_id: str | None = None
     parent_instruction: str = ""
+    #: the row's generations before the parent (the seed first), as evolved texts (input
+    #: included): screening rejects a child that reverts to one of them
+    ancestors: tuple[str, ...] = ()
     instruction: str
     input: str = ""
     operation: str = "seed"
@@ -80,6 +83,8 @@ class EvolveRequest(Message):
     parent_step_id: str | None = None
     instruction: str
     input: str = ""
+    #: the row's generations before ``instruction`` (the seed first), input included
+    ancestors: tuple[str, ...] = ()
     operation: str | None = None
     method_id: str | None = None
     method_text: str | None = None

@@ -47,6 +47,8 @@ class RowState(BaseModel):
     input: str = ""
     current_step_id: str | None = None
     error: str | None = None
+    #: the row's generations before its current instruction (seed first), input included
+    ancestors: tuple[str, ...] = ()
 
 
 class RowStore(Protocol):

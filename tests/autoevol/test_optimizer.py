@@ -46,7 +46,13 @@ def topology(tmp_path: Path, **optimizer: Any) -> dict[str, Any]:
                      "params": {"rounds": 1, "method_source": "autoevol"}},
             "evol": {"impl": "evol.wizardlm", "llm": "s", "concurrency": 8},
             "responder": {"impl": "respond.default", "llm": "s", "concurrency": 8},
-            "eliminator": {"impl": "eliminate.wizardlm", "llm": "s", "concurrency": 4},
+            "eliminator": {
+                "impl": "eliminate.wizardlm",
+                "llm": "s",
+                "concurrency": 4,
+                # scripted one-line methods; the screening rules are measured on real outputs
+                "params": {"rules": {"screening": {"enabled": False}}},
+            },
         },
     }
 

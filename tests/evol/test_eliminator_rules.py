@@ -9,6 +9,7 @@ import pytest
 from agents.eliminator.rules import (
     EqualityAnswer,
     PromptWordsRule,
+    RefusalRule,
     RuleName,
     RuleSet,
     SorryRule,
@@ -241,6 +242,7 @@ def test_local_rules_run_in_fixed_order_and_report_the_first_failure() -> None:
     assert [v.rule for v in verdicts] == [
         RuleName.SORRY_SHORT_RESPONSE,
         RuleName.STOPWORDS_ONLY_RESPONSE,
+        RuleName.REFUSAL_RESPONSE,
         RuleName.COPIES_EVOLVING_PROMPT,
     ]
     first = apply_local_rules("#Given Prompt#", "Sorry.")
@@ -260,6 +262,7 @@ def test_instruction_rules_need_no_response_and_response_rules_no_instruction() 
     assert [v.rule for v in response_rules("Sorry.")] == [
         RuleName.SORRY_SHORT_RESPONSE,
         RuleName.STOPWORDS_ONLY_RESPONSE,
+        RuleName.REFUSAL_RESPONSE,
     ]
     assert response_rules("Sorry.") + instruction_rules("#Given Prompt#") == run_local_rules(
         "#Given Prompt#", "Sorry."
@@ -271,6 +274,7 @@ def test_disabled_rules_do_not_run() -> None:
         sorry=SorryRule(enabled=False),
         stopwords=StopwordsRule(enabled=False),
         prompt_words=PromptWordsRule(enabled=False),
+        refusal=RefusalRule(enabled=False),
     )
     assert run_local_rules("#Given Prompt#", "Sorry.", rules) == []
     assert instruction_rules("#Given Prompt#", rules) == response_rules("Sorry.", rules) == []
