@@ -29,19 +29,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.base import Agent, AgentProgress, handles
-from agents.eliminator.rules import (
-    EqualityAnswer,
-    RuleSet,
-    Verdict,
-    check_information_gain,
-    check_unchanged,
-    instruction_rules,
-    parse_equality_answer,
-    render_equality_prompt,
-    response_rules,
-)
+from agents.eliminator.rules import RuleSet, Verdict
+from agents.eliminator.screener import Screener
 from agents.llm.errors import LLMError
-from agents.llm.types import GenerationParams
 from agents.pipeline.common import ProfileSetting, llm_for, profile_of
 from agents.pipeline.messages import (
     Accepted,
@@ -81,6 +71,7 @@ class EliminatorAgent(Agent[EliminatorParams]):
 
     async def on_start(self) -> None:
         self.counts = Counter()
+        self.screener: Screener | None = None
 
     @handles
     async def on_evolved(self, message: Evolved) -> None:
@@ -102,10 +93,10 @@ class EliminatorAgent(Agent[EliminatorParams]):
     async def on_answered(self, message: Answered) -> None:
         """Judging: the response rules (and the instruction rules when not screened)."""
         step = message.step
-        for verdict in response_rules(step.response or "", self.params.rules):
-            if verdict.failed:
-                await self._reject(message, verdict)
-                return
+        verdict = self._screener().judge_response(step.response or "")
+        if verdict is not None:
+            await self._reject(message, verdict)
+            return
         if step.round >= 1 and not self.params.screen_before_answer:
             try:
                 instruction_verdict = await self._judge_instruction(step)
@@ -125,49 +116,32 @@ class EliminatorAgent(Agent[EliminatorParams]):
 
         Raises LLMError when the judge LLM call failed for good.
         """
-        for verdict in instruction_rules(
+        screener = self._screener()
+        verdict = await screener.judge_instruction(
             step.instruction,
-            self.params.rules,
-            parent=step.parent_instruction,
+            step.parent_instruction,
             ancestors=step.ancestors,
             operation=step.operation,
-        ):
-            if verdict.failed:
-                return verdict
-        gain = self.params.rules.information_gain
-        if not gain.enabled:
-            return None
-        unchanged = check_unchanged(step.parent_instruction, step.instruction)
-        if unchanged.failed:
-            return unchanged
-        if not gain.use_llm:
-            return None
-        judged = await self._information_gain(step)
-        if judged.failed or (
-            judged.outcome == "unparseable" and self.params.on_unparseable == "reject"
-        ):
-            return judged
-        return None
-
-    async def _information_gain(self, step: Step) -> Verdict:
-        """Rule 1 by the judge LLM (greedy, so a repeated pair is answered by the cache).
-
-        Raises LLMError when the call failed for good.
-        """
-        llm = llm_for(self)
-        profile = profile_of(llm, self.params.profile)
-        prompt = render_equality_prompt(
-            step.parent_instruction,
-            step.instruction,
-            profile,
-            user_dir=self.params.rules.information_gain.prompt_dir,
         )
-        params = GenerationParams(temperature=0.0, max_tokens=self.params.max_tokens)
-        completion = await llm.complete(prompt, params, caller=self.name)
-        answer = parse_equality_answer(completion.text)
-        if answer is EqualityAnswer.UNPARSEABLE:
-            self.counts["unparseable_judgement"] += 1
-        return check_information_gain(answer)
+        self.counts["unparseable_judgement"] = screener.counts["unparseable_judgement"]
+        return verdict
+
+    def _screener(self) -> Screener:
+        """The rules with their judge LLM, built on first use (an eliminator whose rule 1 needs
+        no LLM may have none bound)."""
+        if self.screener is None:
+            gain = self.params.rules.information_gain
+            needs_llm = gain.enabled and gain.use_llm
+            llm = llm_for(self) if needs_llm else None
+            self.screener = Screener(
+                self.params.rules,
+                llm,
+                profile=profile_of(llm, self.params.profile) if llm is not None else "full",
+                on_unparseable=self.params.on_unparseable,
+                max_tokens=self.params.max_tokens,
+                caller=self.name,
+            )
+        return self.screener
 
     async def _reject(self, message: Evolved | Answered, verdict: Verdict) -> None:
         step = message.step

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -280,14 +281,18 @@ class _Rule(BaseModel):
 
 class InformationGainRule(_Rule):
     """Rule 1: an evolved instruction identical to its parent (after normalising case, spaces and
-    punctuation) fails at once; otherwise, with ``use_llm``, the LLM equality check decides.
+    punctuation) fails at once; otherwise, with ``use_llm``, the judge LLM decides.
 
-    ``prompt_dir`` holds an equality prompt override; the prompt profile follows the eliminator's
-    ``profile`` (by default its backend's). Turn ``use_llm`` off for judges too weak to tell (a
-    0.5B model answers "Equal" to nearly every pair).
+    ``method``: ``"compare"`` (default) asks which of parent and child asks for more, in both
+    orders, with a one-token constrained answer, and fails a child whose score is below
+    ``threshold`` (`agents.eliminator.comparison`); ``"equality"`` is the paper's free-text
+    "Equal / Not Equal" question. ``prompt_dir`` holds prompt overrides (`comparison.<profile>.txt`
+    or `equality.<profile>.txt`); the profile follows the eliminator's ``profile``.
     """
 
     use_llm: bool = True
+    method: Literal["compare", "equality"] = "compare"
+    threshold: float = Field(default=0.5, ge=0, le=1)
     prompt_dir: Path | None = None
 
 

@@ -37,6 +37,16 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
+def _params_payload(params: GenerationParams) -> dict[str, object]:
+    """The params as keyed: fields added later are left out at their defaults, so the keys of
+    calls that do not use them stay what they were (old caches keep answering)."""
+    payload = params.model_dump(mode="json")
+    for late in ("choices", "top_logprobs"):
+        if not payload.get(late):
+            payload.pop(late, None)
+    return payload
+
+
 def cache_key(
     backend: str,
     model: str,
@@ -50,7 +60,7 @@ def cache_key(
         "v": 1,
         "backend": backend,
         "model": model,
-        "params": params.model_dump(mode="json"),
+        "params": _params_payload(params),
         "messages": [[m.role, m.content] for m in messages],
         "sample": sample if sampled else 0,
     }

@@ -38,6 +38,12 @@ class GenerationParams(BaseModel):
     seed: int | None = None
     n: int = Field(default=1, ge=1)
     repeat_penalty: float | None = None
+    #: the answer must be exactly one of these strings: backends that can constrain decoding
+    #: (the embedded backend's grammar, a server's guided decoding) do; others are only asked
+    choices: tuple[str, ...] = ()
+    #: report the `top_logprobs` most likely first tokens with their log-probabilities
+    #: (`Completion.first_token_logprobs`), where the backend can
+    top_logprobs: int | None = Field(default=None, ge=1, le=20)
 
 
 class Completion(BaseModel):
@@ -53,6 +59,9 @@ class Completion(BaseModel):
     backend: str = ""
     model: str = ""
     cached: bool = False
+    #: the first generated token's most likely alternatives (token text → log-probability), when
+    #: `GenerationParams.top_logprobs` asked for them and the backend reports them
+    first_token_logprobs: dict[str, float] = Field(default_factory=dict)
 
 
 @runtime_checkable

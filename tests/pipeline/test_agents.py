@@ -341,7 +341,9 @@ async def test_a_crashing_handler_ends_its_row_as_failed_instead_of_hanging(
         inputs(path),
         scripted("steady"),
         rounds=2,
-        eliminator={"rules": {"information_gain": {"prompt_dir": str(prompts)}}},
+        eliminator={
+            "rules": {"information_gain": {"method": "equality", "prompt_dir": str(prompts)}}
+        },
     )
     with anyio.fail_after(60):
         outcome = await run_pipeline(raw, tmp_path / "run")

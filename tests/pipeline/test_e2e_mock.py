@@ -63,7 +63,9 @@ async def test_every_seed_is_accounted_for_and_rule_counts_match_injected_faults
         concurrency=32,
         # the paper's four rules against the mock's injected faults; the screening rules for
         # real models' failures are measured on real outputs (bench/screening_accuracy.py)
-        eliminator={"rules": {"screening": {"enabled": False}}},
+        eliminator={
+            "rules": {"screening": {"enabled": False}, "information_gain": {"method": "equality"}}
+        },
     )
     outcome = await run_pipeline(raw, tmp_path / "run")
     assert outcome.status == "completed", outcome.errors

@@ -141,4 +141,17 @@ def openai_request_kwargs(params: GenerationParams) -> dict[str, Any]:
         kw["stop"] = list(params.stop)
     if params.seed is not None:
         kw["seed"] = params.seed
+    if params.top_logprobs is not None:
+        kw["logprobs"] = True
+        kw["top_logprobs"] = params.top_logprobs
     return kw
+
+
+def first_token_logprobs(choice: Any) -> dict[str, float]:
+    """The first token's top alternatives from an OpenAI-style `choice` (token → log-prob);
+    empty when the response carries none. Never raises."""
+    try:
+        first = choice["logprobs"]["content"][0]
+        return {str(t["token"]): float(t["logprob"]) for t in first["top_logprobs"]}
+    except (KeyError, IndexError, TypeError, ValueError):
+        return {}

@@ -7,6 +7,11 @@ concurrency cap; request bodies built with `json.dumps`, responses parsed with `
 plain dicts — no per-call model objects besides the returned `Completion`.
 
 POSTs `{endpoint}/chat/completions`; `endpoint` is the base URL including `/v1`.
+
+Options: `repeat_penalty_field` (default `repetition_penalty`), the body field for
+`GenerationParams.repeat_penalty`; `guided_choice_field` (e.g. `guided_choice` for vLLM), the
+body field that constrains the answer to `GenerationParams.choices` — unset, choices are not sent
+(servers reject fields they do not know) and the caller parses the free answer.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import aiohttp
 
 from agents.llm.backends._http import (
     error_from_status,
+    first_token_logprobs,
     openai_request_kwargs,
     resolve_api_key,
     scrub,
@@ -46,6 +52,8 @@ class OpenAICompatTransport:
             self._headers["Authorization"] = f"Bearer {resolve_api_key(config)}"
         self._limit = max(config.concurrency + 8, 64)
         self._repeat_key = str(config.options.get("repeat_penalty_field", "repetition_penalty"))
+        choice_key = config.options.get("guided_choice_field")
+        self._choice_key = str(choice_key) if choice_key else None
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
@@ -81,6 +89,8 @@ class OpenAICompatTransport:
         body.update(openai_request_kwargs(params))
         if params.repeat_penalty is not None:
             body[self._repeat_key] = params.repeat_penalty
+        if params.choices and self._choice_key is not None:
+            body[self._choice_key] = list(params.choices)
         session = self._get_session()
         t0 = time.perf_counter()
         try:
@@ -122,6 +132,7 @@ class OpenAICompatTransport:
             backend=self.backend,
             model=str(data.get("model") or self.model),
             latency_s=latency_s,
+            first_token_logprobs=first_token_logprobs(choice),
         )
 
     async def aclose(self) -> None:

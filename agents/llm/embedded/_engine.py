@@ -63,6 +63,8 @@ class ChatResult:
     cancelled: bool = False
     error: dict[str, Any] | None = None
     malformed: str | None = None
+    #: the first token's top alternatives (token → log-prob), when the request asked for them
+    first_token_logprobs: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,6 +97,8 @@ class _Collector:
             content = (choice.get("delta") or {}).get("content")
             if content:
                 self.parts.append(content)
+            if not self.result.first_token_logprobs:
+                self.result.first_token_logprobs = _first_logprobs(choice.get("logprobs"))
             if choice.get("finish_reason"):
                 self.result.finish_reason = choice["finish_reason"]
         usage = chunk.get("usage")
@@ -102,6 +106,13 @@ class _Collector:
             self.result.prompt_tokens = int(usage.get("prompt_tokens", 0))
             self.result.completion_tokens = int(usage.get("completion_tokens", 0))
         return False
+
+
+def _first_logprobs(logprobs: Any) -> dict[str, float]:
+    if not isinstance(logprobs, dict) or not logprobs.get("content"):
+        return {}
+    first = logprobs["content"][0]
+    return {str(t["token"]): float(t["logprob"]) for t in first.get("top_logprobs") or ()}
 
 
 class Engine:

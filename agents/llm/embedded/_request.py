@@ -20,7 +20,7 @@ from agents.llm.errors import (
 )
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 
-__all__ = ["build_body", "to_completion"]
+__all__ = ["build_body", "choice_grammar", "to_completion"]
 
 
 def build_body(
@@ -50,7 +50,20 @@ def build_body(
         body["stop"] = list(params.stop)
     if params.repeat_penalty is not None:
         body["repeat_penalty"] = params.repeat_penalty
+    if params.choices:
+        body["grammar"] = choice_grammar(params.choices)
+    if params.top_logprobs is not None:
+        body["logprobs"] = True
+        body["top_logprobs"] = params.top_logprobs
     return body
+
+
+def choice_grammar(choices: Sequence[str]) -> str:
+    """A GBNF grammar whose only sentences are `choices` (llama.cpp decodes nothing else)."""
+    def literal(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+    return "root ::= " + " | ".join(literal(c) for c in choices)
 
 
 def to_completion(result: ChatResult, *, latency_s: float, model: str) -> Completion:
@@ -71,6 +84,7 @@ def to_completion(result: ChatResult, *, latency_s: float, model: str) -> Comple
         latency_s=latency_s,
         backend="embedded",
         model=model,
+        first_token_logprobs=result.first_token_logprobs,
     )
 
 

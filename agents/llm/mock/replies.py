@@ -115,6 +115,23 @@ def equality(ctx: ReplyContext) -> Reply | None:
     return Reply("Equal" if fault else "Not Equal", "equality", fault)
 
 
+_VERSION = re.compile(r"<(A|B)>\s*(.*?)\s*</\1>|^(A|B): (.*?)(?=\n\n|\Z)", re.S | re.M)
+
+
+def comparison(ctx: ReplyContext) -> Reply | None:
+    """Rule 1's "which version asks for more?": the longer version (the child, for the mock's
+    rewrites) — or, with the `equal` fault, the shorter one (the parent)."""
+    if "asks for more" not in ctx.prompt:
+        return None
+    versions = {(m[0] or m[2]): (m[1] or m[3]) for m in _VERSION.findall(ctx.prompt)}
+    if set(versions) != {"A", "B"}:
+        return None
+    longer = "A" if len(versions["A"]) > len(versions["B"]) else "B"
+    fault = ctx.fault("equal")
+    shorter = "B" if longer == "A" else "A"
+    return Reply(shorter if fault else longer, "comparison", fault)
+
+
 _INSTRUCTION = re.compile(r"<instruction>(.*?)</instruction>", re.S | re.I)
 _BREADTH_MARK = re.compile(r"brand-new|new instruction", re.I)
 
@@ -157,7 +174,7 @@ def answer(ctx: ReplyContext) -> Reply:
 
 
 #: The recognisers, most specific first; `answer` is the fallback and always applies.
-RECOGNISERS: list[Recogniser] = [judge_pairwise, judge_rating, equality, evolve]
+RECOGNISERS: list[Recogniser] = [judge_pairwise, judge_rating, equality, comparison, evolve]
 
 
 def register_recogniser(fn: Recogniser, *, first: bool = True) -> Recogniser:
