@@ -9,6 +9,8 @@
     python -m runtime export RUN_DIR [--format F ...] [--sample N] [--min-round K] [--out DIR]
                                      [--drop-near-duplicates] [--drop-contaminated]
     python -m runtime quality RUN_DIR|DATASET [--llm CONFIG_OR_URL] [--benchmark FILE ...] [...]
+    python -m runtime screen FILE --out OUT.jsonl [--config CONFIG] [--field ROLE=COLUMN ...]
+                                                (the eliminator over a file of evolutions)
     python -m runtime mock-llm [...]            (the mock OpenAI/Anthropic server)
     python -m runtime coordinator CONFIG [--run-dir DIR] [--set ...]   (run.bus.kind = "nats")
     python -m runtime coordinator --resume RUN_DIR [--set ...]
@@ -39,7 +41,7 @@ __all__ = ["main"]
 
 SUBCOMMANDS = (
     "run", "resume", "validate", "agents", "mock-llm", "coordinator", "worker", "report", "quality",
-    "export",
+    "export", "screen",
 )
 
 
@@ -123,6 +125,22 @@ def _parser() -> argparse.ArgumentParser:
     quality.add_argument("--templates", type=Path, help="judge template override directory")
     quality.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    screen = sub.add_parser("screen", help="the eliminator's rules over a file of evolutions "
+                            "(parent, evolved[, response]): each row back with its verdict")
+    screen.add_argument("file", type=Path, help="JSONL, JSON, CSV, TSV or Parquet")
+    screen.add_argument("--out", type=Path, required=True, help="output JSONL (written whole "
+                        "at the end, never half)")
+    screen.add_argument("--config", type=Path, help="a topology whose eliminator (params and "
+                        "LLM) to use (default: the embedded model, the quickstart's rules)")
+    screen.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a value of --config")
+    screen.add_argument("--field", dest="fields", action="append", default=[],
+                        metavar="ROLE=COLUMN", help="the column of parent, evolved, response, "
+                        "operation or ancestors (default: parent, evolved, response, ...)")
+    screen.add_argument("--cache", type=Path, help="response cache (default: OUT.cache.sqlite); "
+                        "running again resumes from it")
+    screen.add_argument("--no-progress", action="store_true")
+
     coord = sub.add_parser("coordinator", help="run the coordinator of a topology over NATS "
                            "(store, seeds, pool; workers run the other agents)")
     coord.add_argument("config", type=Path, nargs="?")
@@ -173,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _quality(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "screen":
+            return _screen(args)
         if args.command == "resume":
             return _resume(args)
         if args.command == "worker":
@@ -269,6 +289,38 @@ def _export(args: argparse.Namespace) -> int:
         print(f"removed: {line}")
     for fmt, path in files.items():
         print(f"{fmt}: {path}")
+    return 0
+
+
+def _screen(args: argparse.Namespace) -> int:
+    from agents.llm.errors import LLMError
+    from runtime.progress import ProgressDisplay, StageBars
+    from runtime.screen import screen_file
+
+    fields: dict[str, str] = {}
+    for item in args.fields:
+        role, sep, column = item.partition("=")
+        if not sep or not role or not column:
+            raise ConfigError(f"--field {item!r}: expected ROLE=COLUMN, e.g. parent=original")
+        fields[role.strip()] = column.strip()
+    config = load_config(args.config, args.overrides) if args.config is not None else None
+    with StageBars(enabled=ProgressDisplay.wanted(not args.no_progress)) as bars:
+        try:
+            result = screen_file(
+                args.file,
+                args.out,
+                config=config,
+                fields=fields,
+                cache_path=args.cache,
+                progress=lambda done, total: bars("screening", done, total),
+            )
+        except LLMError as exc:
+            print(f"error: the judge LLM failed ({exc.kind}): {exc}; {args.out} was not "
+                  "written; run the same command again to resume from the cache", file=sys.stderr)
+            return 1
+    for line in result.lines():
+        print(line, file=sys.stderr)
+    print(result.out)
     return 0
 
 

@@ -174,6 +174,15 @@ class SeedReader:
             self.stats.yielded += 1
             yield record
 
+    def raw_records(self) -> Iterator[tuple[int, Any]]:
+        """The file's records as parsed, before any schema is applied: (line, object) pairs.
+
+        Raises `InputDataError` (file, line) for a missing or unreadable file."""
+        if not self.path.is_file():
+            raise InputDataError("input file not found", file=self.path)
+        container = self.container if self.container != "auto" else detect_container(self.path)
+        return self._raw_records(container)
+
     # -- containers ------------------------------------------------------------------------
 
     def _raw_records(self, container: Container) -> Iterator[tuple[int, Any]]:

@@ -63,19 +63,21 @@ class Screener:
         ancestors: Sequence[str] = (),
         operation: str = "",
     ) -> Verdict | None:
-        """The first failed instruction rule of an evolution; None when it passes them all."""
+        """The first failed instruction rule of an evolution; None when it passes them all.
+
+        Order: identical to the parent (rule 1's free part), rule 4, the screening rules, then
+        rule 1's LLM judgement (only for evolutions every free rule passed)."""
+        gain = self.rules.information_gain
+        if gain.enabled:
+            unchanged = check_unchanged(parent, child)
+            if unchanged.failed:
+                return unchanged
         for verdict in instruction_rules(
             child, self.rules, parent=parent, ancestors=ancestors, operation=operation
         ):
             if verdict.failed:
                 return verdict
-        gain = self.rules.information_gain
-        if not gain.enabled:
-            return None
-        unchanged = check_unchanged(parent, child)
-        if unchanged.failed:
-            return unchanged
-        if not gain.use_llm or self.llm is None:
+        if not gain.enabled or not gain.use_llm or self.llm is None:
             return None
         judged = await self._information_gain(parent, child)
         if judged.outcome == "unparseable":
