@@ -139,6 +139,15 @@ class RunSettings(_Strict):
         default=False, description="store every message's full JSON in run.sqlite (large)"
     )
     bus: BusSettings = Field(default_factory=BusSettings)
+    max_failed_fraction: float = Field(
+        default=0.0, ge=0, le=1,
+        description="rows that may fail (of those started) before the run exits 1",
+    )  # fmt: skip
+    preflight: bool = Field(
+        default=False,
+        description="one cheap request per HTTP endpoint before any row starts; a backend "
+        "fault (unreachable, 401/403, 404) stops the run before anything is written (exit 2)",
+    )
 
     @field_validator("inputs", mode="before")
     @classmethod

@@ -92,11 +92,14 @@ class EndpointPolicy(_Strict):
 class BackendConfig(_Strict):
     """One named LLM backend.
 
-    `concurrency` caps requests in flight (the adaptive limit shrinks below it on 429/503 and
-    climbs back to it, never above). `rpm`/`tpm` hold over any sliding `rate_window_s` window
-    (60 s by default), their budgets scaled to it.
+    `concurrency` caps requests in flight (the adaptive limit decreases below it on sustained
+    overload and climbs back to it, never above). `rpm`/`tpm` hold over any sliding
+    `rate_window_s` window (60 s by default), their budgets scaled to it.
     `timeout_s` bounds each attempt; `deadline_s` (optional) bounds the whole call, queueing
     and retries included. `max_attempts` counts the first try: 1 means no retry.
+    `breaker_after` consecutive attempts failing with a backend fault (unreachable, 401/403,
+    404) open the circuit: the client fails every call with `CircuitOpenError` and the run
+    stops, resumable (0: never).
     """
 
     backend: BackendName
@@ -116,6 +119,9 @@ class BackendConfig(_Strict):
     timeout_s: float = Field(default=120.0, gt=0)
     deadline_s: float | None = Field(default=None, gt=0)
     max_attempts: int = Field(default=6, ge=1)
+    breaker_after: int = Field(
+        default=10, ge=0, description="consecutive backend faults that stop the run (0: never)"
+    )
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     endpoint_policy: EndpointPolicy = Field(default_factory=EndpointPolicy)
     prices: Prices = Field(default_factory=Prices)

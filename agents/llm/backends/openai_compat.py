@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from agents.llm.backends._http import (
+    connection_error,
     error_from_status,
     first_token_logprobs,
     openai_request_kwargs,
@@ -103,7 +104,7 @@ class OpenAICompatTransport:
         except TimeoutError:
             raise LLMTimeoutError(self._where(f"no answer within {timeout_s:g}s")) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise UnavailableError(self._where(f"{type(exc).__name__}: {exc}")) from None
+            raise connection_error(exc, self._where) from None
         if status != 200:
             raise error_from_status(
                 status, _error_message(raw), headers, config=self._config, url=self.endpoint
