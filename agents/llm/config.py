@@ -2,16 +2,21 @@
 
 The runtime embeds `dict[str, BackendConfig]` in its topology model, so every field here is
 validated by pydantic with `extra="forbid"` and errors carry clean locations
-(`llm.main.rpm: Input should be greater than 0`). Secrets never appear here: `api_key_env` names
-an environment variable, read only when a transport is built.
+(`llm.main.rpm: Input should be greater than 0`) — `defaults` (a `GenerationParams`) and
+`options` (per backend, `agents.llm.options`) included. Secrets never appear here: `api_key_env`
+names an environment variable, read only when a transport is built (a value that looks like a
+key itself is refused, without being echoed); a credential in `options` is refused; endpoint
+URLs may carry credentials, which everything that writes them masks (`agents.llm.redact`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agents.llm.redact import looks_like_secret, redact_url
 from agents.llm.types import GenerationParams
 
 __all__ = [
@@ -102,12 +107,12 @@ class BackendConfig(_Strict):
     stops, resumable (0: never).
     """
 
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     backend: BackendName
     model: str = Field(default="", description="model name sent to the server / loaded locally")
     endpoints: list[str] = Field(default_factory=list)
-    api_key_env: str | None = Field(
-        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="env var NAME, not the key"
-    )
+    api_key_env: str | None = Field(default=None, description="env var NAME, not the key")
     concurrency: int = Field(default=16, ge=1)
     min_concurrency: int = Field(default=1, ge=1)
     adaptive: bool = True
@@ -130,6 +135,19 @@ class BackendConfig(_Strict):
     cache: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) or looks_like_secret(value)
+        ):
+            raise ValueError(
+                "must be the NAME of an environment variable that holds the key (like "
+                "OPENAI_API_KEY), not the key itself; the value given is not shown — if it was "
+                "a key, remove it from the config and consider rotating it"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> BackendConfig:
         if self.min_concurrency > self.concurrency:
@@ -140,7 +158,18 @@ class BackendConfig(_Strict):
             raise ValueError(f"backend {self.backend!r} needs `model`")
         for url in self.endpoints:
             if not url.startswith(("http://", "https://")):
-                raise ValueError(f"endpoint {url!r} must start with http:// or https://")
+                raise ValueError(f"endpoint {redact_url(url)!r} must start with http:// or https://")
+        from agents.llm.options import SecretInOptionsError, check_options
+
+        try:
+            check_options(self.backend, self.options)
+        except SecretInOptionsError as exc:
+            raise ValueError(f"options.{'.'.join(exc.path)}: {exc}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            what = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+            raise ValueError(f"options.{where}: {what} (backend {self.backend!r})") from None
         return self
 
     def resolved_endpoints(self) -> list[str]:

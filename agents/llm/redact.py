@@ -29,7 +29,7 @@ _KEY_PREFIX = re.compile(
     r"^(sk-|sk_|sk-ant-|gsk_|hf_|xai-|AKIA|ghp_|gho_|github_pat_|glpat-|pk-|rk_|AIza)"
 )
 _SECRET_NAME = re.compile(
-    r"(^|_)(api_?key|key|token|secret|password|passwd|credential|bearer|authorization)s?$",
+    r"(^|_)(api_?key|key|token|secret|password|passwd|credential|bearer|authorization)$",
     re.IGNORECASE,
 )
 

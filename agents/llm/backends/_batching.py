@@ -189,16 +189,8 @@ class BatchingTransport(ABC):
         self._submitted_changed: asyncio.Condition | None = None
 
     def _option(self, key: str, default: float) -> float:
-        value = self._config.options.get(key, default)
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"LLM backend {self.backend!r}: options.{key} must be a number"
-            ) from None
-        if number <= 0:
-            raise ValueError(f"LLM backend {self.backend!r}: options.{key} must be positive")
-        return number
+        """A numeric option (validated by `agents.llm.options` with the config)."""
+        return float(self._config.options.get(key, default))
 
     # -- what a provider's batch API defines ------------------------------------------------------
 
