@@ -294,9 +294,9 @@ class ManagedClient:
         attempt = 0
         while True:
             attempt += 1
-            usage.record_attempt(self.name, caller, retry=attempt > 1)
             try:
-                completion = await self._attempt(messages, params, deadline, commit)
+                completion = await self._attempt(messages, params, deadline, caller, attempt,
+                                                 commit)  # fmt: skip
             except RetryableLLMError as exc:
                 usage.record_error(self.name, caller, exc.kind)
                 if attempt >= cfg.max_attempts:
@@ -353,10 +353,13 @@ class ManagedClient:
         messages: Sequence[ChatMessage],
         params: GenerationParams,
         deadline: float | None,
+        caller: str,
+        attempt: int,
         commit: _Commit | None = None,
     ) -> Completion:
-        """One attempt holding a concurrency slot. ``commit`` (the cache write) runs before the
-        slot is released, so the calls paid for but not yet stored never exceed the cap."""
+        """One attempt holding a concurrency slot, counted once it reaches the transport.
+        ``commit`` (the cache write) runs before the slot is released, so the calls paid for but
+        not yet stored never exceed the cap."""
         limiter = self._limiter
         await limiter.acquire()
         try:
@@ -373,6 +376,7 @@ class ManagedClient:
             if deadline is not None:
                 timeout = max(0.001, min(timeout, deadline - asyncio.get_running_loop().time()))
             ep = pool.pick()
+            self.usage.record_attempt(self.name, caller, retry=attempt > 1)
             pool.start(ep)
             started = self._clock.now()
             t0 = time.perf_counter()
