@@ -10,6 +10,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from agents.llm.config import BackendConfig
 from agents.llm.errors import (
@@ -29,6 +30,7 @@ from agents.llm.types import GenerationParams
 
 __all__ = [
     "connection_error",
+    "endpoint_url",
     "error_from_status",
     "openai_request_kwargs",
     "parse_retry_after",
@@ -71,6 +73,14 @@ def scrub(text: str, config: BackendConfig) -> str:
     secret = os.environ.get(env, "") if env else ""
     text = redact_text(text)
     return text.replace(secret, "***") if len(secret) >= 4 else text
+
+
+def endpoint_url(base: str, path: str) -> str:
+    """``base`` (an endpoint's base URL) with ``path`` appended to its path, its query string
+    (a gateway's ``?api-version=``/``?key=``) kept after it."""
+    parts = urlsplit(base)
+    joined = parts.path.rstrip("/") + "/" + path.lstrip("/")
+    return urlunsplit((parts.scheme, parts.netloc, joined, parts.query, parts.fragment))
 
 
 def connection_error(exc: BaseException, where: Callable[[str], str]) -> UnavailableError:

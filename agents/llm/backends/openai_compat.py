@@ -25,6 +25,7 @@ import aiohttp
 
 from agents.llm.backends._http import (
     connection_error,
+    endpoint_url,
     error_from_status,
     first_token_logprobs,
     openai_request_kwargs,
@@ -47,7 +48,7 @@ class OpenAICompatTransport:
         self.model = config.model
         self.endpoint = endpoint
         self._config = config
-        self._url = f"{endpoint}/chat/completions"
+        self._url = endpoint_url(endpoint, "chat/completions")
         self._headers = {"Content-Type": "application/json"}
         if config.api_key_env:
             self._headers["Authorization"] = f"Bearer {resolve_api_key(config)}"
