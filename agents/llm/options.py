@@ -35,6 +35,8 @@ class OpenAIOptions(_Options):
 
 class OpenAICompatibleOptions(_Options):
     repeat_penalty_field: str = "repetition_penalty"
+    guided_choice_field: str | None = None
+    """The request field for `GenerationParams.choices` (vLLM: ``guided_choice``)."""
 
 
 class _BatchOptions(_Options):
