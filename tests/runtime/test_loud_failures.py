@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,44 +49,66 @@ async def dead_url() -> str:
         return gone.openai_url  # refuses connections once closed
 
 
-#: (how the backend is broken, backend fields, mock fields, the fix given to `resume`, env)
+@dataclass(frozen=True)
+class Broken:
+    """How a backend is broken, and what `resume` is given once it is fixed."""
+
+    kind: str
+    backend: dict[str, Any] = field(default_factory=dict)
+    mock: dict[str, Any] = field(default_factory=dict)
+    fix: tuple[str, ...] = ()
+    env: dict[str, str] | None = None
+    wrong_env: dict[str, str] | None = None
+
+
 BROKEN = [
-    pytest.param("unreachable", {}, {}, [], {}, id="connection-refused"),
+    pytest.param(Broken("unreachable"), id="connection-refused"),
     pytest.param(
-        "auth", {"api_key_env": "EVOL_TEST_KEY"}, {"api_key": KEY}, [], {"EVOL_TEST_KEY": KEY},
+        Broken("auth", {"api_key_env": "EVOL_TEST_KEY"}, {"api_key": KEY},
+               env={"EVOL_TEST_KEY": KEY}, wrong_env={"EVOL_TEST_KEY": "wrong-key-9876"}),
         id="401",
     ),
     pytest.param(
-        "not_found", {"model": "no-such-model"}, {"strict_models": True},
-        ['llm.main.model="mock-model"'], {}, id="404-model",
+        Broken("not_found", {"model": "no-such-model"}, {"strict_models": True},
+               fix=('llm.main.model="mock-model"',)),
+        id="404-model",
     ),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("kind", "backend", "mock", "fix", "env"), BROKEN)
+@dataclass(frozen=True)
+class Setup:
+    server: MockLLMServer
+    url: str  # what the config points at
+    config: Path
+    run_dir: Path
+
+
+@asynccontextmanager
+async def broken_backend(tmp_path: Path, case: Broken) -> AsyncIterator[Setup]:
+    """A mock server and a config whose backend is broken as `case` says."""
+    async with MockLLMServer(MockConfig(**case.mock)) as server:
+        url = await dead_url() if case.kind == "unreachable" else server.openai_url
+        yield Setup(server, url, config(tmp_path, url, **case.backend), tmp_path / "run")
+
+
+@pytest.mark.parametrize("case", BROKEN)
 async def test_a_broken_backend_trips_the_breaker_then_resume_finishes_the_run(
-    tmp_path: Path,
-    kind: str,
-    backend: dict[str, Any],
-    mock: dict[str, Any],
-    fix: list[str],
-    env: dict[str, str],
+    tmp_path: Path, case: Broken
 ) -> None:
-    async with MockLLMServer(MockConfig(**mock)) as server:
-        url = await dead_url() if kind == "unreachable" else server.openai_url
-        path = config(tmp_path, url, **backend)
-        run_dir = tmp_path / "run"
+    async with broken_backend(tmp_path, case) as setup:
+        run_dir = setup.run_dir
         started = time.monotonic()
-        wrong_key = {"EVOL_TEST_KEY": "wrong-key-9876"} if kind == "auth" else None
-        first = await run_cli(str(path), "--run-dir", str(run_dir), *QUIET, env=wrong_key)
+        first = await run_cli(str(setup.config), "--run-dir", str(run_dir), *QUIET,
+                              env=case.wrong_env)  # fmt: skip
         elapsed = time.monotonic() - started
 
         assert first.returncode == 1, first.stderr
         lines = first.stderr.splitlines()
         (stopped,) = [line for line in lines if line.startswith("error: LLM backend 'main'")]
         assert "stopped: 10 consecutive attempts failed with a backend fault" in stopped
-        assert url in stopped
-        assert f"{kind}:" in stopped
+        assert setup.url in stopped
+        assert f"{case.kind}:" in stopped
         assert "wrong-key" not in first.stderr
         assert lines[-2].startswith("UNFINISHED: ")
         assert lines[-2].endswith(f"continue with `python -m runtime resume {run_dir}`")
@@ -95,32 +120,26 @@ async def test_a_broken_backend_trips_the_breaker_then_resume_finishes_the_run(
         usage = view.summary()["llm_usage"]["total"]
         assert usage["attempts"] <= 10 + 8  # the breaker's 10, and what was already in flight
 
-        if kind == "unreachable":  # the server is back, at another address
-            fix = [f'llm.main.endpoints=["{server.openai_url}"]']
+        fix = list(case.fix)
+        if case.kind == "unreachable":  # the server is back, at another address
+            fix = [f'llm.main.endpoints=["{setup.server.openai_url}"]']
         sets = [a for f in fix for a in ("--set", f)]
-        resumed = await run_cli("resume", str(run_dir), *QUIET, *sets, env=env or None)
+        resumed = await run_cli("resume", str(run_dir), *QUIET, *sets, env=case.env)
     assert resumed.returncode == 0, resumed.stderr
     assert {r["status"] for r in view.rows().values()} == {"done"}
     assert len(view.rows()) == SEEDS
 
 
-@pytest.mark.parametrize(("kind", "backend", "mock", "fix", "env"), BROKEN)
+@pytest.mark.parametrize("case", BROKEN)
 async def test_preflight_refuses_to_start_and_writes_nothing(
-    tmp_path: Path,
-    kind: str,
-    backend: dict[str, Any],
-    mock: dict[str, Any],
-    fix: list[str],
-    env: dict[str, str],
+    tmp_path: Path, case: Broken
 ) -> None:
-    async with MockLLMServer(MockConfig(**mock)) as server:
-        url = await dead_url() if kind == "unreachable" else server.openai_url
-        path = config(tmp_path, url, **backend)
-        run_dir = tmp_path / "run"
-        wrong_key = {"EVOL_TEST_KEY": "wrong-key-9876"} if kind == "auth" else None
-        done = await run_cli(str(path), "--run-dir", str(run_dir), "--set", "run.preflight=true",
-                             *QUIET, env=wrong_key)  # fmt: skip
-        requests = server.stats().requests
+    async with broken_backend(tmp_path, case) as setup:
+        run_dir, url = setup.run_dir, setup.url
+        done = await run_cli(str(setup.config), "--run-dir", str(run_dir), "--set",
+                             "run.preflight=true", *QUIET, env=case.wrong_env)  # fmt: skip
+        requests = setup.server.stats().requests
+        kind = case.kind
     assert done.returncode == 2, done.stderr
     assert "preflight failed for 1 of 1 endpoints — nothing was written or paid for" in done.stderr
     assert f"[llm.main] {url}: {kind}:" in done.stderr
