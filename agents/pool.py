@@ -9,7 +9,9 @@ Per row:
 - round 0 (``include_seeds``): a seed with a reference output is accepted as is (``answer_seeds =
   "reference"``); otherwise it is answered and judged by the response rules.
 - round k ≥ 1: evolve the current instruction; `Accepted` makes the child current, `Rejected`
-  keeps the parent (it is evolved again next round), `StepFailed` ends the row as failed.
+  keeps the parent (it is evolved again next round), `StepFailed` ends the row as failed — or,
+  when ``resumable`` (the backend was at fault: unreachable, credentials, circuit open), leaves it
+  unfinished: it stays active in the store at its last finished round, for `resume`.
 - a dead letter carrying a row's lineage ends that row as failed too, so the run never waits on a
   message that a crashed handler swallowed.
 
@@ -109,7 +111,7 @@ class PoolAgent(Agent[PoolParams]):
         self.active: dict[str, _Row] = {}
         self.slot_freed = anyio.Event()
         self.fed_all = False
-        self.counts = {"done": 0, "failed": 0, "skipped": 0, "started": 0}
+        self.counts = {"done": 0, "failed": 0, "skipped": 0, "started": 0, "unfinished": 0}
         self.methods: list[MethodSelected] = []
         self.method_ready = anyio.Event()
 
@@ -166,6 +168,7 @@ class PoolAgent(Agent[PoolParams]):
                 failed=self.counts["failed"],
                 skipped=self.counts["skipped"],
                 stopped=self.context.stopping.is_set(),
+                unfinished=self.counts["unfinished"],
             )
         )
 
@@ -248,6 +251,9 @@ class PoolAgent(Agent[PoolParams]):
             self.log.info("stale_outcome_ignored", seed_id=outcome.seed_id, round=outcome.round)
             return
         row.finished = outcome.round
+        if isinstance(outcome, StepFailed) and outcome.resumable:
+            self._leave_unfinished(row.seed_id, f"{outcome.stage}: {outcome.error_type}")
+            return
         if isinstance(outcome, StepFailed):
             self._finish(row.seed_id, "failed", f"{outcome.stage}: {outcome.error_type}: "
                                                 f"{outcome.error}")
@@ -277,8 +283,17 @@ class PoolAgent(Agent[PoolParams]):
         self.log.info("row_finished", seed_id=seed_id, status=status, error=error or None)
         self.slot_freed.set()
 
+    def _leave_unfinished(self, seed_id: str, reason: str) -> None:
+        """Stop working on a row without finishing it: the store keeps it active at its last
+        finished round (its failed step is overwritten when `resume` redoes it)."""
+        self.active.pop(seed_id, None)
+        self.counts["unfinished"] += 1
+        self.log.warning("row_unfinished", seed_id=seed_id, reason=reason)
+        self.slot_freed.set()
+
     def progress(self) -> AgentProgress:
-        finished = self.counts["done"] + self.counts["failed"] + self.counts["skipped"]
+        counts = self.counts
+        finished = counts["done"] + counts["failed"] + counts["skipped"] + counts["unfinished"]
         return AgentProgress(label="rows finished", completed=finished, total=self.total)
 
 

@@ -19,8 +19,11 @@
 With ``run.bus.kind = "nats"``, ``run``/``resume`` run every agent in this one process over NATS;
 ``coordinator`` and ``worker`` split them over processes and machines (docs/distributed.md).
 
-Exit codes: 0 success; 1 the run failed or ended with dead letters; 2 bad config, bad input or
-bad usage; 130 interrupted (Ctrl+C / SIGTERM).
+Exit codes: 0 success; 1 the run failed, ended with dead letters, or lost rows (more failed than
+``run.max_failed_fraction`` allows, or rows left unfinished — e.g. a backend's circuit breaker
+stopped the run: ``resume`` continues it); 2 bad config, bad input or bad usage, a failed
+preflight, or a run directory held by another process (``run``/``resume``/``export`` lock it);
+130 interrupted (Ctrl+C / SIGTERM).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import anyio
 
 from bus.errors import EvolagentsError
 from runtime.config import TopologyConfig, load_config
-from runtime.errors import ConfigError, InputDataError
+from runtime.errors import ConfigError, InputDataError, PreflightError, RunLockedError
 
 __all__ = ["main"]
 
@@ -207,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "backends)")
             return 0
         return _run(config, args, mode="coordinator" if args.command == "coordinator" else "run")
-    except (ConfigError, InputDataError) as exc:
+    except (ConfigError, InputDataError, PreflightError, RunLockedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -237,6 +240,7 @@ def _export(args: argparse.Namespace) -> int:
 
     from runtime.curation import exclusions_from_quality
     from runtime.export import ExportSettings, export_dataset, summarize
+    from runtime.lock import RunLock
     from runtime.run import RESOLVED_CONFIG
     from runtime.store import STORE_FILE, RunStore
 
@@ -268,6 +272,8 @@ def _export(args: argparse.Namespace) -> int:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"export settings: {problems}") from None
+    lock = RunLock(args.run_dir, "export")
+    lock.acquire()  # never read a store that a run is writing
     store = RunStore(args.run_dir / STORE_FILE)
     try:
         summary = summarize(store)
@@ -285,6 +291,7 @@ def _export(args: argparse.Namespace) -> int:
             raise ConfigError(str(exc)) from None
     finally:
         store.close()
+        lock.release()
     for line in exclusions.describe() if exclusions else []:
         print(f"removed: {line}")
     for fmt, path in files.items():
@@ -375,7 +382,22 @@ def _resume(args: argparse.Namespace, mode: str = "run") -> int:
                       for name, agent in raw.get("agents", {}).items()
                       if agent.get("impl") == "pool.rounds"]
     config = validate_config(apply_overrides(raw, overrides, file=stored), file=stored)
+    _require_unmasked_endpoints(config, stored)
     return _run(config, args, run_dir=run_dir, resuming=True, mode=mode)
+
+
+def _require_unmasked_endpoints(config: TopologyConfig, stored: Path) -> None:
+    """An endpoint URL whose credentials were masked when stored must be given again."""
+    from agents.llm.redact import MASK
+
+    for name, backend in config.llm.items():
+        if any(MASK in url for url in backend.endpoints):
+            raise ConfigError(
+                "an endpoint URL held credentials, which are never written to the run "
+                f"directory; give it again: --set 'llm.{name}.endpoints=[\"https://...\"]' "
+                "(or put the key in an environment variable named by api_key_env)",
+                file=stored, key=f"llm.{name}.endpoints",
+            )
 
 
 def _run(
@@ -386,8 +408,8 @@ def _run(
     resuming: bool = False,
     mode: str = "run",
 ) -> int:
-    from runtime.logging import close_logging, configure_logging
-    from runtime.run import execute, new_run_dir
+    from runtime.lock import RunLock
+    from runtime.run import new_run_dir
     from runtime.store import STORE_FILE
 
     if mode == "coordinator":
@@ -398,12 +420,28 @@ def _run(
         log = config.run.log.model_copy(update={"console": args.log_console})
         config = config.model_copy(update={"run": config.run.model_copy(update={"log": log})})
     run_dir = run_dir or getattr(args, "run_dir", None) or new_run_dir(config)
+    how = "coordinator --resume" if mode == "coordinator" else "resume"
     if not resuming and (run_dir / STORE_FILE).exists():
-        how = "coordinator --resume" if mode == "coordinator" else "resume"
         raise ConfigError(
             f"already holds a run; continue it with `python -m runtime {how} {run_dir}`",
             file=run_dir,
         )
+    with RunLock(run_dir, "coordinator" if mode == "coordinator" else args.command):
+        return _run_locked(config, args, run_dir, resuming, mode, f"python -m runtime {how} "
+                           f"{run_dir}")  # fmt: skip
+
+
+def _run_locked(
+    config: TopologyConfig,
+    args: argparse.Namespace,
+    run_dir: Path,
+    resuming: bool,
+    mode: str,
+    resume_hint: str,
+) -> int:
+    from runtime.logging import close_logging, configure_logging
+    from runtime.run import execute
+
     config_dir = None if resuming else Path(args.config).resolve().parent
     log = config.run.log
     configure_logging(
@@ -432,7 +470,7 @@ def _run(
                     config_dir=config_dir,
                 )
             )
-    except (ConfigError, InputDataError):
+    except (ConfigError, InputDataError, PreflightError):
         raise
     except EvolagentsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -442,6 +480,9 @@ def _run(
     _print_result(outcome.status, outcome.dead_letters, outcome.wall_s, run_dir)
     for error in outcome.errors:
         print(f"error: {error}", file=sys.stderr)
+    if outcome.verdict is not None:  # the last lines: which rows were lost, and why
+        for line in outcome.verdict.lines(resume_hint):
+            print(line, file=sys.stderr)
     return outcome.exit_code
 
 

@@ -24,8 +24,10 @@ can be found, and what was expected. Nothing is written while loading.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agents.base import handles_any
 from agents.llm.config import BackendConfig
+from agents.llm.options import BACKEND_OPTIONS, SecretInOptionsError, check_options
+from agents.llm.redact import looks_like_secret
 from agents.registry import UnknownImplementationError, resolve
 from runtime.errors import ConfigError
 from runtime.export import ExportSettings
@@ -139,6 +143,15 @@ class RunSettings(_Strict):
         default=False, description="store every message's full JSON in run.sqlite (large)"
     )
     bus: BusSettings = Field(default_factory=BusSettings)
+    max_failed_fraction: float = Field(
+        default=0.0, ge=0, le=1,
+        description="rows that may fail (of those started) before the run exits 1",
+    )  # fmt: skip
+    preflight: bool = Field(
+        default=False,
+        description="one cheap request per HTTP endpoint before any row starts; a backend "
+        "fault (unreachable, 401/403, 404) stops the run before anything is written (exit 2)",
+    )
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -231,6 +244,7 @@ def validate_config(
     raw: Mapping[str, Any], *, file: Path | str | None = None, source_text: str | None = None
 ) -> TopologyConfig:
     """Validate a parsed config, agent params and LLM references included."""
+    _check_backend_options(raw, file, source_text)
     try:
         config = TopologyConfig.model_validate(raw)
     except ValidationError as exc:
@@ -259,6 +273,26 @@ def validate_config(
     if config.run.bus.kind == "inprocess":  # over NATS the stream holds the messages
         _check_cycles(config, file, source_text)
     return config
+
+
+def _check_backend_options(
+    raw: Mapping[str, Any], file: Path | str | None, source_text: str | None
+) -> None:
+    """Each ``[llm.<name>.options]`` against its backend's schema (`agents.llm.options`), so
+    an unknown key or a credential there is reported at its own line and key path."""
+    tables = raw.get("llm")
+    if not isinstance(tables, Mapping):
+        return
+    for name, table in tables.items():
+        if not isinstance(table, Mapping) or not isinstance(table.get("options"), Mapping):
+            continue
+        loc = ("llm", str(name), "options")
+        try:
+            check_options(str(table.get("backend", "")), table["options"])
+        except SecretInOptionsError as exc:
+            raise _located(str(exc), (*loc, *exc.path), file, source_text) from None
+        except ValidationError as exc:
+            raise _config_error(exc, loc, file, source_text) from None
 
 
 def _check_cycles(
@@ -294,16 +328,45 @@ def _config_error(
 ) -> ConfigError:
     first = exc.errors()[0]
     loc = prefix + tuple(str(part) for part in first["loc"])
-    message = first["msg"]
-    scalar = not isinstance(first.get("input"), dict | list)
-    if first["type"] not in ("missing", "extra_forbidden") and "input" in first and scalar:
-        message = f"{message} (got {first['input']!r})"
+    message = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    shown = not isinstance(value, dict | list) and loc[-1:] != ("api_key_env",) and not (
+        isinstance(value, str) and looks_like_secret(value)
+    )  # a pasted key is never echoed
+    if first["type"] not in ("missing", "extra_forbidden") and "input" in first and shown:
+        message = f"{message} (got {value!r})"
     if first["type"] == "extra_forbidden":
-        message = "unknown key (check its spelling)"
+        message = f"unknown key (check its spelling{_suggestion(exc, first)})"
     more = len(exc.errors()) - 1
     if more:
         message = f"{message} [and {more} more error{'s' if more > 1 else ''}]"
     return _located(message, loc, file, text)
+
+
+def _suggestion(exc: ValidationError, error: Any) -> str:
+    """``; did you mean 'temperature'?`` for a misspelt key, when a known one is close."""
+    models: list[type[BaseModel]] = [TopologyConfig, *BACKEND_OPTIONS.values()]
+    roots = {m.__name__: m for m in models}
+    node: Any = roots.get(exc.title)
+    for part in error["loc"][:-1]:
+        node = _step(node, part)
+    if not (isinstance(node, type) and issubclass(node, BaseModel)):
+        return ""
+    close = difflib.get_close_matches(str(error["loc"][-1]), list(node.model_fields), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _step(node: Any, part: Any) -> Any:
+    """The annotation one key below ``node``: a model's field, a dict's or list's values, the
+    model inside an optional."""
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        field = node.model_fields.get(str(part))
+        return field.annotation if field is not None else None
+    origin, args = typing.get_origin(node), typing.get_args(node)
+    if origin in (dict, list) and args:  # dict[str, V] / list[V]: V
+        return args[-1]
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    return _step(models[0], part) if models else None  # M | None: into M
 
 
 def _located(

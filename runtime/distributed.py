@@ -218,7 +218,7 @@ async def run_worker(
     """Serve ``agents`` of ``config`` on its NATS stream until stopped (signal, ``stop`` or,
     with ``exit_when_done``, the coordinator's ``done``). ``work_dir`` holds the worker's LLM
     response cache (unless ``run.llm_cache`` names a shared one) and logs."""
-    from runtime.run import _build_llms
+    from runtime.run import _build_llms, stop_on_open_circuit
 
     await anyio.Path(work_dir).mkdir(parents=True, exist_ok=True)
     created: list[NatsBus] = []
@@ -270,6 +270,7 @@ async def run_worker(
             local_agents=agents,
             serve=serve,
         )
+        stop_on_open_circuit(llms, supervisor)  # stop serving; the stream keeps the work
         _log.info("worker_started", agents=sorted(agents),
                   stream=config.run.bus.stream_for(config.run.name))
         outcome = await supervisor.run()

@@ -1,10 +1,13 @@
-"""Errors of the runtime layer: bad configs and bad input data.
+"""Errors of the runtime layer: bad configs, bad input data, a run that cannot start.
 
     EvolagentsError
     ├── ConfigError      a topology config is invalid: the message names file, key path, expectation
-    └── InputDataError   an input record is malformed: the message names file, line and field
+    ├── InputDataError   an input record is malformed: the message names file, line and field
+    ├── PreflightError   `run.preflight` found an endpoint unreachable, refusing the key or
+    │                    without the model: the message names each (credentials masked)
+    └── RunLockedError   another live process holds the run directory: the message names its PID
 
-Both map to exit code 2 in the CLI, and nothing is written when they are raised before a run.
+All map to exit code 2 in the CLI, and nothing is written when they are raised before a run.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 
 from bus.errors import EvolagentsError
 
-__all__ = ["ConfigError", "InputDataError"]
+__all__ = ["ConfigError", "InputDataError", "PreflightError", "RunLockedError"]
 
 
 class ConfigError(EvolagentsError):
@@ -43,3 +46,12 @@ class InputDataError(EvolagentsError):
         self.file = file
         self.line = line
         self.field = field
+
+
+class PreflightError(EvolagentsError):
+    """An endpoint failed the preflight request. Fix the endpoint, key or model it names."""
+
+
+class RunLockedError(EvolagentsError):
+    """The run directory is locked by another live process (``run``/``resume``, or an
+    ``export`` reading it). Wait for it, or stop it (the message names its PID)."""

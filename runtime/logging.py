@@ -5,7 +5,8 @@
 - the console (stderr, looked up at each write so a live progress display can redirect it), pretty
   or JSON, from ``console_level`` up.
 
-Secrets never reach a log: keys whose name looks secret are masked by a processor.
+Secrets never reach a log: keys whose name looks secret are masked by a processor, and so are
+the credentials of any URL in a string value (`agents.llm.redact`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import structlog
+
+from agents.llm.redact import redact_text
 
 __all__ = ["close_logging", "configure_logging"]
 
@@ -47,6 +50,8 @@ def _mask_secrets(
             ("_env", "_tokens", "tokens")
         ):
             event_dict[key] = "***"
+        elif isinstance(event_dict[key], str):
+            event_dict[key] = redact_text(event_dict[key])
     return event_dict
 
 

@@ -2,12 +2,17 @@
 
 `execute` is what ``python -m runtime CONFIG`` and ``resume`` call. Order of events:
 1. the seeds are opened (small inputs are validated completely) — a bad input fails here, before
-   anything is written;
-2. the resolved config is written, the store opened (``run.sqlite``), an attempt recorded;
-3. LLM clients are built over one shared response cache and one usage recorder;
-4. the supervisor runs the topology; the store observes the bus and flushes periodically;
-5. whatever the outcome: usage and the summary are stored, the dataset exported (also after an
-   interrupt: it holds what was finished), clients and store closed.
+   anything is written; with ``run.preflight`` each HTTP endpoint gets one cheap request
+   (`runtime.preflight`) — a backend fault fails here too;
+2. the resolved config is written (endpoint credentials masked), the store opened
+   (``run.sqlite``), an attempt recorded;
+3. LLM clients are built over one shared response cache and one usage recorder; an open circuit
+   breaker on any of them stops the run gracefully (`Supervisor.fail`);
+4. the supervisor runs the topology; the store observes the bus and flushes periodically, and
+   this session's LLM usage is checkpointed into it (so a killed session's calls still count);
+5. whatever the outcome: usage and the summary (usage of all sessions, and of this one) are
+   stored, the dataset exported (also after an interrupt: it holds what was finished), the row
+   verdict attached to the outcome (`runtime.verdict`), clients and store closed.
 """
 
 from __future__ import annotations
@@ -28,18 +33,31 @@ import structlog
 
 from agents.llm.cache import CompletionCache, ResponseCache
 from agents.llm.factory import build_client
+from agents.llm.managed import ManagedClient
+from agents.llm.redact import redact_url
 from agents.llm.types import LLMClient
-from agents.llm.usage import UsageRecorder
+from agents.llm.usage import UsageRecorder, UsageSnapshot, combine_snapshots
 from runtime.config import TopologyConfig
 from runtime.export import export_dataset, export_method_history, summarize
 from runtime.seeds import SeedStream
 from runtime.store import STORE_FILE, RunStore
 from runtime.supervisor import RunBus, RunOutcome, Supervisor
+from runtime.verdict import RowVerdict, row_verdict
 
-__all__ = ["RESOLVED_CONFIG", "SUMMARY_FILE", "execute", "new_run_dir"]
+__all__ = [
+    "RESOLVED_CONFIG",
+    "SUMMARY_FILE",
+    "execute",
+    "new_run_dir",
+    "resolved_config",
+    "run_usage",
+    "stop_on_open_circuit",
+]
 
 RESOLVED_CONFIG = "config.resolved.json"
 SUMMARY_FILE = "summary.json"
+#: Seconds between checkpoints of this session's LLM usage in the store.
+USAGE_CHECKPOINT_S = 0.5
 
 _log = structlog.get_logger("runtime")
 
@@ -72,7 +90,11 @@ async def execute(
     NATS bus and the agents it runs itself; the store observes that bus as a monitor).
     """
     seeds = SeedStream(config.run.inputs, base_dir=config_dir) if config.run.inputs else None
-    resolved = config.model_dump(mode="json")
+    if config.run.preflight:
+        from runtime.preflight import preflight_backends
+
+        await preflight_backends(config)
+    resolved = resolved_config(config)
     if seeds is not None:  # `resume` must read the same files, from whatever directory
         for spec, path in zip(resolved["run"]["inputs"], seeds.resolved_paths(), strict=True):
             spec["path"] = str(path)
@@ -100,19 +122,64 @@ async def execute(
                 bus_factory=bus_factory,
                 local_agents=local_agents,
             )
+            stop_on_open_circuit(llms, supervisor)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(store.run_flusher)
+                tg.start_soon(_checkpoint_usage, store, usage)
                 outcome = await supervisor.run()
                 tg.cancel_scope.cancel()
     finally:
-        store.put_record("usage", f"attempt-{store.attempt}", usage.snapshot().model_dump(
-            mode="json"))
+        _store_usage(store, usage)
         if outcome is not None:
             store.end_attempt(outcome.status, outcome.dead_letters, outcome.wall_s)
-        _finish(config, run_dir, store, usage, setup.cache_statistics() if setup else None)
+        verdict = _finish(
+            config, run_dir, store, usage, setup.cache_statistics() if setup else None
+        )
         store.close()
     assert outcome is not None
+    outcome.verdict = verdict
     return outcome
+
+
+def resolved_config(config: TopologyConfig) -> dict[str, Any]:
+    """The config as written to disk: JSON types, endpoint credentials masked
+    (`agents.llm.redact`) — `resume` then needs them again (it says so)."""
+    resolved = config.model_dump(mode="json")
+    for backend in resolved.get("llm", {}).values():
+        backend["endpoints"] = [redact_url(url) for url in backend.get("endpoints", [])]
+    return resolved
+
+
+def stop_on_open_circuit(llms: dict[str, LLMClient], supervisor: Supervisor) -> None:
+    """When a client's circuit breaker opens, stop the run gracefully with its message."""
+    for client in llms.values():
+        if isinstance(client, ManagedClient):
+            client.breaker.add_listener(lambda error: supervisor.fail(str(error)))
+
+
+def _store_usage(store: RunStore, usage: UsageRecorder) -> None:
+    """This session's usage, under ``usage/attempt-N`` (replaced at each checkpoint)."""
+    store.put_record("usage", f"attempt-{store.attempt}", usage.snapshot().model_dump(mode="json"))
+
+
+async def _checkpoint_usage(store: RunStore, usage: UsageRecorder) -> None:
+    """Store this session's usage every `USAGE_CHECKPOINT_S` while it changes: a session
+    killed outright loses at most that much of its count (cancelled with the run)."""
+    stored = usage.revision
+    while True:
+        await anyio.sleep(USAGE_CHECKPOINT_S)
+        if usage.revision != stored:
+            stored = usage.revision
+            _store_usage(store, usage)
+
+
+def run_usage(store: RunStore) -> UsageSnapshot:
+    """The LLM usage of every session of the run (not of later `quality` passes)."""
+    return combine_snapshots(
+        UsageSnapshot.model_validate(payload)
+        for key, payload in store.records("usage")
+        if key.startswith("attempt-")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +240,7 @@ def _finish(
     store: RunStore,
     usage: UsageRecorder,
     cache_statistics: dict[str, int] | None = None,
-) -> None:
+) -> RowVerdict:
     summary = summarize(store)
     if summary["seeds"]:
         files = export_dataset(
@@ -181,18 +248,23 @@ def _finish(
             run_dir,
             config.run.export,
             seed=config.run.seed,
-            resolved_config=config.model_dump(mode="json"),
+            resolved_config=resolved_config(config),
             summary=summary,
         )
         summary["exports"] = {fmt: path.name for fmt, path in files.items()}
     autoevol = export_method_history(store, run_dir)
     if autoevol is not None:
         summary["autoevol"] = autoevol
-    summary["llm_usage"] = usage.snapshot().model_dump(mode="json")
+    summary["sessions"] = next(iter(store.query("SELECT COUNT(*) AS n FROM attempts")))["n"]
+    summary["llm_usage"] = run_usage(store).model_dump(mode="json")  # every session's
+    summary["llm_usage_session"] = usage.snapshot().model_dump(mode="json")
     if cache_statistics is not None:
-        summary["llm_cache"] = cache_statistics  # this attempt's, like llm_usage
+        summary["llm_cache"] = cache_statistics  # this session's, like llm_usage_session
+    verdict = row_verdict(summary, store, config.run.max_failed_fraction)
+    summary["verdict"] = {**verdict.model_dump(mode="json"), "ok": verdict.ok}
     _write_json(run_dir / SUMMARY_FILE, summary)
     _write_report(run_dir, store)
+    return verdict
 
 
 def _write_report(run_dir: Path, store: RunStore) -> None:

@@ -9,6 +9,7 @@ when ``flush_every`` operations are pending, by the periodic flusher (``run_flus
 read, and on ``close()``. A hard kill loses at most the uncommitted tail; that is safe because
 resume restarts a row from its last *committed* finished round, and the LLM response cache makes
 the repeated calls free. Steps are keyed by ``<seed>:<round>``, so nothing is ever duplicated.
+Error texts are stored with the credentials of any URL in them masked (`agents.llm.redact`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import anyio
 
+from agents.llm.redact import redact_text
 from agents.pipeline.messages import (
     Accepted,
     Answered,
@@ -236,7 +238,7 @@ class RunStore:
     def finish_row(self, seed_id: str, status: RowStatus, error: str | None = None) -> None:
         self._write(
             "UPDATE rows SET status = ?, error = ?, updated_at = ? WHERE seed_id = ?",
-            (status, error, _now(), seed_id),
+            (status, redact_text(error) if error else error, _now(), seed_id),
         )
 
     # -- BusObserver ------------------------------------------------------------------------
@@ -329,8 +331,8 @@ class RunStore:
                 dead_letter.message_id,
                 dead_letter.correlation_id,
                 dead_letter.error_type,
-                dead_letter.error,
-                dead_letter.traceback,
+                redact_text(dead_letter.error),
+                redact_text(dead_letter.traceback),
                 dead_letter.created_at.isoformat(),
             ),
         )
@@ -339,6 +341,8 @@ class RunStore:
         # every outcome column is written (NULL when not given): a retried step that succeeds
         # must not keep the error of its failed attempt
         outcome = {column: extra.get(column) for column in _OUTCOME_COLUMNS}
+        if outcome["error"]:
+            outcome["error"] = redact_text(outcome["error"])
         values = [getattr(step, column) for column in _STEP_COLUMNS]
         columns = [*_STEP_COLUMNS, "status", "updated_at", *outcome]
         values += [status, _now(), *outcome.values()]

@@ -7,7 +7,11 @@ Contract
   work), in-flight work drains, agents stop, exit status ``interrupted`` (130). If the drain takes
   longer than ``run.stop_grace_s``, or on a second signal, the run aborts: every task is cancelled
   (what was persisted stays; `resume` completes the rest).
-- A handler error becomes a dead letter; a run that ends with dead letters exits 1.
+- A handler error becomes a dead letter; a run that ends with dead letters exits 1, and so does
+  one whose rows failed beyond ``run.max_failed_fraction`` or were left unfinished (the
+  ``verdict`` the runtime attaches, `runtime.verdict`).
+- ``fail(reason)`` (e.g. an LLM backend's circuit breaker opened) stops gracefully like a first
+  signal, but the run ends ``failed`` (exit 1) with the reason among its errors.
 - ``on_stop`` runs for every agent whose ``on_start`` succeeded, whatever happened.
 - The bus is an `InProcessBus` unless a ``bus_factory`` is given (e.g. a NATS bus). With
   ``local_agents`` this process runs only those agents; the others are built (no ``on_start``)
@@ -37,6 +41,7 @@ from bus.message import Notice
 from bus.protocol import AgentEndpoint, Bus, BusObserver, BusStatistics, Route
 from runtime.config import TopologyConfig
 from runtime.progress import ProgressDisplay
+from runtime.verdict import RowVerdict
 
 __all__ = ["RunBus", "RunOutcome", "Supervisor"]
 
@@ -61,7 +66,8 @@ class RunBus(Bus, Protocol):
 
 @dataclass
 class RunOutcome:
-    """How a run ended. ``exit_code``: 0 clean, 1 failed or dead letters, 130 interrupted."""
+    """How a run ended. ``exit_code``: 0 clean; 1 failed, dead letters, or rows lost (failed
+    beyond ``run.max_failed_fraction``, or unfinished); 130 interrupted."""
 
     status: Status
     run_dir: Path
@@ -69,12 +75,15 @@ class RunOutcome:
     wall_s: float
     statistics: BusStatistics | None = None
     errors: list[str] = field(default_factory=list)
+    verdict: RowVerdict | None = None
 
     @property
     def exit_code(self) -> int:
         if self.status in ("interrupted", "aborted"):
             return 130
         if self.status == "failed" or self.dead_letters:
+            return 1
+        if self.verdict is not None and not self.verdict.ok:
             return 1
         return 0
 
@@ -121,6 +130,13 @@ class Supervisor:
         if not self.stopping.is_set():
             _log.warning("graceful_stop_requested")
             self.stopping.set()
+
+    def fail(self, reason: str) -> None:
+        """Stop gracefully because of ``reason``: the run ends ``failed``, resumable."""
+        if reason not in self._errors:
+            self._errors.append(reason)
+            _log.error("run_stopping", reason=reason)
+        self.request_stop()
 
     async def run(self) -> RunOutcome:
         started_at = time.monotonic()

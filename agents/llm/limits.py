@@ -1,10 +1,24 @@
 """The admission controls of a managed client: an adaptive concurrency cap and rate windows.
 
-`AdaptiveLimiter` is a FIFO semaphore whose size moves (AIMD): `shrink()` on a 429/503 halves
-it (at most once per `shrink_interval_s`, so one burst of rejections counts once); after a hold
-of `hold_after_shrink_s`, each success adds `1/limit` back, so it climbs by about one slot per
-full window of successes, up to the configured maximum. Waiters block in `acquire()` in arrival
-order; cancellation while waiting is safe (the slot is passed on).
+`AdaptiveLimiter` is a FIFO semaphore whose size moves, and only on evidence of load:
+
+- it **decreases only on sustained overload**. The client reports each finished attempt that
+  says something about load: a success (`on_success`) or an overload answer (`on_overload`:
+  429, 503, 529). Outcomes are counted in epochs of `max(min_window, limit)` attempts; when
+  overload answers reach `overload_fraction` (½) of an epoch, the limit is multiplied by
+  `decrease_factor` (never below `minimum`, at most once per `shrink_interval_s`) and a new epoch
+  starts. Attempts started before the last decrease are not counted: they went out under the old
+  limit, so one burst of rejections counts once. Isolated 429s and 5xx — the random faults of a
+  provider that has capacity — never move it (10 % of 429s would need 5 times their rate); a
+  provider cap below ours does (its excess is answered 429 at once, so most attempts are);
+- 5xx failures, timeouts and malformed bodies are not load signals: the client retries them and
+  tells the limiter nothing; a 429 with Retry-After pauses its endpoint instead
+  (`agents.llm.endpoints`);
+- after a decrease it holds for `hold_after_shrink_s`, then each success adds `1/limit`, so it
+  climbs back by about one slot per window of successes, up to the configured maximum.
+
+Waiters block in `acquire()` in arrival order; cancellation while waiting is safe (the slot is
+passed on). `shrink()` is the decrease itself, for callers with their own evidence.
 
 `RateWindow` bounds a quantity (requests or tokens) over any sliding window of `window_s`
 seconds. `acquire(amount)` blocks (FIFO, on the injected clock) until the amount fits; it returns
@@ -26,7 +40,7 @@ __all__ = ["AdaptiveLimiter", "Grant", "RateWindow"]
 
 
 class AdaptiveLimiter:
-    """A concurrency cap that shrinks under pressure and recovers gradually."""
+    """A concurrency cap that decreases on sustained overload and recovers gradually."""
 
     def __init__(
         self,
@@ -37,6 +51,8 @@ class AdaptiveLimiter:
         decrease_factor: float = 0.5,
         shrink_interval_s: float = 1.0,
         hold_after_shrink_s: float = 2.0,
+        overload_fraction: float = 0.5,
+        min_window: int = 8,
         clock: Clock,
     ) -> None:
         self.maximum = maximum
@@ -45,12 +61,18 @@ class AdaptiveLimiter:
         self._factor = decrease_factor
         self._interval = shrink_interval_s
         self._hold = hold_after_shrink_s
+        self._fraction = overload_fraction
+        self._min_window = min_window
         self._clock = clock
         self._limit = float(maximum)
         self._in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._last_shrink = float("-inf")
+        self._epoch_outcomes = 0
+        self._epoch_overloads = 0
         self.shrinks = 0
+        self.overloads = 0
+        """Overload answers reported (counted or not)."""
         self.peak_in_flight = 0
 
     @property
@@ -106,19 +128,42 @@ class AdaptiveLimiter:
                 self._take()
                 fut.set_result(None)
 
-    def on_success(self) -> None:
-        """Additive increase: about +1 slot per `limit` successes, once `hold_after_shrink_s`
-        has passed since the last shrink (so a hard server cap is not hit again at once)."""
-        if (
-            self.adaptive
-            and self._limit < self.maximum
-            and self._clock.now() - self._last_shrink >= self._hold
-        ):
+    def on_success(self, started_at: float | None = None) -> None:
+        """An attempt (started at `started_at` on the clock) succeeded: it counts against
+        overload in its epoch, and — additive increase — adds about +1 slot per `limit`
+        successes once `hold_after_shrink_s` has passed since the last decrease (so a hard
+        server cap is not hit again at once)."""
+        if not self.adaptive:
+            return
+        self._observe(False, started_at)
+        if self._limit < self.maximum and self._clock.now() - self._last_shrink >= self._hold:
             self._limit = min(float(self.maximum), self._limit + 1.0 / max(self._limit, 1.0))
             self._wake()
 
+    def on_overload(self, started_at: float | None = None) -> bool:
+        """An attempt started at `started_at` was answered 429/503/529. Returns True when this
+        made the limit decrease (overload answers reached `overload_fraction` of the epoch)."""
+        self.overloads += 1
+        if not self.adaptive:
+            return False
+        return self._observe(True, started_at)
+
+    def _observe(self, overloaded: bool, started_at: float | None) -> bool:
+        if started_at is not None and started_at < self._last_shrink:
+            return False  # sent under the previous limit: already answered for
+        self._epoch_outcomes += 1
+        self._epoch_overloads += overloaded
+        window = max(self._min_window, self.limit)
+        if overloaded and self._epoch_overloads >= self._fraction * window:
+            self._epoch_outcomes = self._epoch_overloads = 0
+            return self.shrink()
+        if self._epoch_outcomes >= window:
+            self._epoch_outcomes = self._epoch_overloads = 0
+        return False
+
     def shrink(self) -> bool:
-        """Multiplicative decrease after a 429/503; True if the limit moved."""
+        """Multiplicative decrease now (at most once per `shrink_interval_s`); True if the limit
+        moved. `on_overload` calls it on sustained overload."""
         if not self.adaptive:
             return False
         now = self._clock.now()

@@ -4,19 +4,29 @@ It wraps one transport per endpoint with, in this order per call:
 
 1. the response cache (a hit returns at once, no slot taken) and single-flight (identical
    concurrent calls share one request);
-2. per attempt: the adaptive concurrency cap (callers queue FIFO), the RPM window and the TPM
-   window (estimated tokens before, corrected to the real count after), least-busy endpoint choice;
+2. per attempt: the adaptive concurrency cap (callers queue FIFO), a wait while every endpoint is
+   paused by a Retry-After, the RPM window and the TPM window (estimated tokens before, corrected
+   to the real count after), least-busy endpoint choice;
 3. the transport's single attempt, bounded by `timeout_s` (with a small backstop);
 4. the ONE retry layer: retryable errors are retried up to `max_attempts` with exponential back-off
-   and jitter, never sooner than the server's Retry-After; 429/503 shrink the concurrency limit,
-   successes let it grow back; fatal errors raise at once;
-5. usage accounting (per backend name and per caller), and the cache write — still holding the
+   and jitter, never sooner than the server's Retry-After. Load signals: a 429 or 503 with
+   Retry-After pauses its endpoint for that long unless it is isolated among successes (a
+   success there ends the pause; see `agents.llm.endpoints`); the
+   concurrency limit decreases only on sustained overload (429/503/529 answering half of a
+   window of attempts); 500/502, timeouts and malformed bodies are retried and move nothing
+   (see `agents.llm.limits`). Fatal errors raise at once;
+5. the circuit breaker: `breaker_after` consecutive backend faults (unreachable, 401/403, 404)
+   open it — every call, queued or backing off, then fails with `CircuitOpenError` and the
+   listeners (the runtime) stop the run (`agents.llm.breaker`);
+6. usage accounting (per backend name and per caller), and the cache write — still holding the
    concurrency slot, so calls paid for but not yet stored never exceed the cap.
 
-Who blocks: `complete()` waits for a slot, for rate budget and for back-off — all on the injected
-clock except the optional whole-call `deadline_s`, which is real loop time. What raises: only
-`LLMError` subclasses (the last retryable error once attempts run out, a fatal one at once,
-`LLMTimeoutError` when `deadline_s` passes). Cancellation propagates and releases everything.
+Who blocks: `complete()` waits for a slot, for an endpoint's pause, for rate budget and for
+back-off — all on the injected clock except the optional whole-call `deadline_s`, which is real
+loop time. What raises: only `LLMError` subclasses (the last retryable error once attempts run
+out, a fatal one at once, `LLMTimeoutError` when `deadline_s` passes, `CircuitOpenError` once the
+breaker opened). Cancellation propagates and releases everything. Endpoint URLs are shown
+(statistics, messages) with their credentials masked.
 """
 
 from __future__ import annotations
@@ -30,12 +40,14 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from pydantic import BaseModel
 
+from agents.llm.breaker import BreakerStatistics, CircuitBreaker
 from agents.llm.cache import CompletionCache, cache_key
 from agents.llm.clock import Clock, SystemClock
 from agents.llm.config import BackendConfig
 from agents.llm.endpoints import Endpoint, EndpointPool, EndpointStatistics
 from agents.llm.errors import (
     BadRequestError,
+    CircuitOpenError,
     LLMError,
     LLMTimeoutError,
     OverloadedError,
@@ -44,12 +56,19 @@ from agents.llm.errors import (
     UnavailableError,
 )
 from agents.llm.limits import AdaptiveLimiter, Grant, RateWindow
+from agents.llm.redact import redact_url
 from agents.llm.retry import backoff_delay
 from agents.llm.transport import Transport
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 from agents.llm.usage import UsageRecorder, UsageStats
 
-__all__ = ["ClientStatistics", "ManagedClient", "estimate_tokens", "merge_params"]
+__all__ = [
+    "ClientStatistics",
+    "ManagedClient",
+    "PreflightResult",
+    "estimate_tokens",
+    "merge_params",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +78,8 @@ _Commit = Callable[[Completion], Awaitable[None]]
 TIMEOUT_BACKSTOP_S = 1.0
 #: Completion tokens assumed for the TPM estimate when `max_tokens` is not set.
 DEFAULT_COMPLETION_ESTIMATE = 256
+#: The longest a preflight request may take.
+PREFLIGHT_TIMEOUT_S = 30.0
 
 
 _NO_DEFAULTS = GenerationParams()
@@ -95,10 +116,27 @@ class ClientStatistics(BaseModel):
     waiting: int
     """Callers queued for a slot or for rate budget."""
     shrinks: int
+    """Decreases of the limit (sustained overload)."""
+    overloads: int
+    """Attempts answered 429/503/529."""
+    pauses: int
+    """Endpoint pauses on a Retry-After."""
+    breaker: BreakerStatistics
     usage: UsageStats
     callers: dict[str, UsageStats]
     cache: dict[str, int] | None
     endpoints: list[EndpointStatistics]
+
+
+class PreflightResult(BaseModel):
+    """One endpoint's answer to the preflight request. `ok` is False only for a backend fault
+    (unreachable, 401/403, 404): other errors (429, 5xx, timeouts) say the endpoint is there."""
+
+    backend: str
+    endpoint: str
+    ok: bool
+    error_kind: str | None = None
+    message: str = ""
 
 
 class ManagedClient:
@@ -127,8 +165,12 @@ class ManagedClient:
         self._cache = cache if config.cache else None
         self.usage = usage or UsageRecorder()
         self._pool: EndpointPool[Transport] = EndpointPool(
-            [Endpoint(url, t) for url, t in transports], config.endpoint_policy, self._clock
+            [Endpoint(redact_url(url), t) for url, t in transports],
+            config.endpoint_policy,
+            self._clock,
         )
+        self.breaker = CircuitBreaker(name, config.breaker_after)
+        self.breaker.add_listener(lambda _: self._pool.end_pauses())
         self._limiter = AdaptiveLimiter(
             config.concurrency,
             minimum=config.min_concurrency,
@@ -252,17 +294,17 @@ class ManagedClient:
         attempt = 0
         while True:
             attempt += 1
-            usage.record_attempt(self.name, caller, retry=attempt > 1)
             try:
-                completion = await self._attempt(messages, params, deadline, commit)
+                completion = await self._attempt(messages, params, deadline, caller, attempt,
+                                                 commit)  # fmt: skip
             except RetryableLLMError as exc:
                 usage.record_error(self.name, caller, exc.kind)
-                if isinstance(exc, RateLimitedError | OverloadedError):
-                    self._limiter.shrink()
                 if attempt >= cfg.max_attempts:
                     usage.record_failure(self.name, caller)
                     raise
                 retry_after = getattr(exc, "retry_after_s", None)
+                # a Retry-After paused the endpoint until about now + retry_after (see _failed)
+                paused_until = self._clock.now() + retry_after if retry_after else None
                 delay = backoff_delay(cfg.backoff, attempt, retry_after, self._rng)
                 if deadline is not None and asyncio.get_running_loop().time() + delay > deadline:
                     usage.record_failure(self.name, caller)
@@ -271,7 +313,14 @@ class ManagedClient:
                     "llm %s attempt %d failed (%s); retrying in %.2fs",
                     self.name, attempt, exc.kind, delay,
                 )  # fmt: skip
-                await self._clock.sleep(delay)
+                try:
+                    await self._backoff(delay)
+                except CircuitOpenError as opened:
+                    usage.record_error(self.name, caller, opened.kind)
+                    usage.record_failure(self.name, caller)
+                    raise
+                if paused_until is not None:  # this call waited out the pause it caused
+                    self._pool.end_pauses(paused_until)
             except LLMError as exc:
                 usage.record_error(self.name, caller, exc.kind)
                 usage.record_failure(self.name, caller)
@@ -281,18 +330,43 @@ class ManagedClient:
                 usage.record_success(self.name, caller, completion, cost_usd=cost)
                 return completion
 
+    async def _backoff(self, delay: float) -> None:
+        """Sleep `delay` on the clock; raise `CircuitOpenError` at once if the breaker opens."""
+        breaker = self.breaker
+        if breaker.threshold <= 0:
+            await self._clock.sleep(delay)
+            return
+        if breaker.is_open:
+            raise breaker.error()
+        sleeper = asyncio.ensure_future(self._clock.sleep(delay))
+        opened = asyncio.ensure_future(breaker.opened.wait())
+        try:
+            await asyncio.wait((sleeper, opened), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            opened.cancel()
+        if breaker.is_open:
+            raise breaker.error()
+
     async def _attempt(
         self,
         messages: Sequence[ChatMessage],
         params: GenerationParams,
         deadline: float | None,
+        caller: str,
+        attempt: int,
         commit: _Commit | None = None,
     ) -> Completion:
-        """One attempt holding a concurrency slot. ``commit`` (the cache write) runs before the
-        slot is released, so the calls paid for but not yet stored never exceed the cap."""
+        """One attempt holding a concurrency slot, counted once it reaches the transport.
+        ``commit`` (the cache write) runs before the slot is released, so the calls paid for but
+        not yet stored never exceed the cap."""
         limiter = self._limiter
         await limiter.acquire()
         try:
+            pool = self._pool
+            await pool.wait_ready()
+            if self.breaker.is_open:
+                raise self.breaker.error()
             grant: Grant | None = None
             if self._rpm is not None:
                 await self._rpm.acquire(1)
@@ -301,9 +375,10 @@ class ManagedClient:
             timeout = self.config.timeout_s
             if deadline is not None:
                 timeout = max(0.001, min(timeout, deadline - asyncio.get_running_loop().time()))
-            pool = self._pool
             ep = pool.pick()
+            self.usage.record_attempt(self.name, caller, retry=attempt > 1)
             pool.start(ep)
+            started = self._clock.now()
             t0 = time.perf_counter()
             try:
                 async with asyncio.timeout(timeout + TIMEOUT_BACKSTOP_S):
@@ -316,6 +391,7 @@ class ManagedClient:
             except LLMError as exc:
                 unwell = isinstance(exc, UnavailableError | LLMTimeoutError | OverloadedError)
                 pool.finish(ep, ok=False, health_failure=unwell)
+                self._failed(ep, exc, started)
                 raise
             except asyncio.CancelledError:
                 pool.finish(ep, ok=False)
@@ -326,7 +402,8 @@ class ManagedClient:
                     f"llm backend {self.name!r}: transport raised {type(exc).__name__}: {exc}"
                 ) from exc
             pool.finish(ep, ok=True)
-            limiter.on_success()
+            limiter.on_success(started)
+            self.breaker.success()
             if grant is not None and self._tpm is not None:
                 self._tpm.correct(grant, completion.prompt_tokens + completion.completion_tokens)
             if not completion.latency_s:
@@ -336,6 +413,38 @@ class ManagedClient:
             return completion
         finally:
             limiter.release()
+
+    def _failed(self, ep: Endpoint[Transport], exc: LLMError, started: float) -> None:
+        """What a failed attempt tells the limiter, the endpoint pool and the breaker."""
+        if isinstance(exc, RateLimitedError | OverloadedError):
+            if isinstance(exc, RateLimitedError) or exc.signals_overload:
+                self._limiter.on_overload(started)
+            if exc.retry_after_s:
+                self._pool.rate_limited(ep, exc.retry_after_s)
+        self.breaker.failure(exc, ep.url)
+
+    async def preflight(self) -> list[PreflightResult]:
+        """One cheap request per endpoint (the config's defaults with ``max_tokens = 1``), sent
+        straight to each transport: no cache, no limiter, no retry, no usage counted. Nothing is
+        raised: each endpoint's outcome is returned."""
+        params = merge_params(self.config.defaults, GenerationParams(max_tokens=1))
+        ping = [ChatMessage(role="user", content="Reply with one word: ok")]
+        timeout = min(self.config.timeout_s, PREFLIGHT_TIMEOUT_S)
+
+        async def one(ep: Endpoint[Transport]) -> PreflightResult:
+            try:
+                async with asyncio.timeout(timeout + TIMEOUT_BACKSTOP_S):
+                    await ep.transport.send(ping, params, timeout_s=timeout)
+            except TimeoutError:
+                return PreflightResult(backend=self.name, endpoint=ep.url, ok=True,
+                                       error_kind="timeout", message="no answer in time")
+            except LLMError as exc:
+                return PreflightResult(backend=self.name, endpoint=ep.url,
+                                       ok=not exc.backend_fault, error_kind=exc.kind,
+                                       message=str(exc))  # fmt: skip
+            return PreflightResult(backend=self.name, endpoint=ep.url, ok=True)
+
+        return list(await asyncio.gather(*(one(ep) for ep in self._pool.endpoints)))
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -355,6 +464,9 @@ class ManagedClient:
             peak_in_flight=lim.peak_in_flight,
             waiting=waiting,
             shrinks=lim.shrinks,
+            overloads=lim.overloads,
+            pauses=sum(e.pauses for e in self._pool.endpoints),
+            breaker=self.breaker.statistics(),
             usage=self.usage.backend_stats(self.name),
             callers=self.usage.caller_stats(self.name),
             cache=self._cache.stats.as_dict() if self._cache is not None else None,
@@ -366,6 +478,7 @@ class ManagedClient:
         if self._closed:
             return
         self._closed = True
+        self._pool.close()
         for t in self.transports:
             with contextlib.suppress(Exception):
                 await t.aclose()

@@ -27,9 +27,10 @@ class ChatMessage(BaseModel):
 
 
 class GenerationParams(BaseModel):
-    """Sampling parameters. `None` means "the backend's default"."""
+    """Sampling parameters. `None` means "the backend's default". Unknown fields are errors
+    (a `[llm.<name>.defaults]` table with a typo must not be silently dropped)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     temperature: float | None = None
     top_p: float | None = None

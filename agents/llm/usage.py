@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 
 from pydantic import BaseModel, Field
 
 from agents.llm.types import Completion
 
-__all__ = ["LatencyHistogram", "UsageRecorder", "UsageSnapshot", "UsageStats"]
+__all__ = [
+    "LatencyHistogram",
+    "UsageRecorder",
+    "UsageSnapshot",
+    "UsageStats",
+    "combine_snapshots",
+]
 
 _BASE_S = 1e-4  # first bucket bound: 0.1 ms
 _GROWTH = 1.05  # ~5% resolution
@@ -126,8 +133,11 @@ class UsageRecorder:
         self._callers: dict[str, _Acc] = {}
         self._pairs: dict[tuple[str, str], _Acc] = {}
         self._total = _Acc()
+        self.revision = 0
+        """Grows with every record: a checkpoint writes a snapshot only when it moved."""
 
     def _accs(self, backend: str, caller: str) -> tuple[_Acc, _Acc, _Acc, _Acc]:
+        self.revision += 1
         key = caller or "-"
         pair = self._pairs.get((backend, key))
         if pair is None:
@@ -184,3 +194,47 @@ class UsageRecorder:
             by_backend_caller=nested,
             total=self._total.stats(),
         )
+
+
+def _add(a: UsageStats, b: UsageStats) -> UsageStats:
+    """Counters summed; the mean latency weighted by calls; each percentile the larger of the
+    two (an upper bound: sessions' histograms are not kept)."""
+    calls = a.calls + b.calls
+    mean = (a.latency_mean_s * a.calls + b.latency_mean_s * b.calls) / calls if calls else 0.0
+    errors = Counter(a.errors)
+    errors.update(b.errors)
+    return UsageStats(
+        calls=calls,
+        cache_hits=a.cache_hits + b.cache_hits,
+        cache_misses=a.cache_misses + b.cache_misses,
+        attempts=a.attempts + b.attempts,
+        retries=a.retries + b.retries,
+        failures=a.failures + b.failures,
+        errors=dict(errors),
+        tokens_in=a.tokens_in + b.tokens_in,
+        tokens_out=a.tokens_out + b.tokens_out,
+        cost_usd=a.cost_usd + b.cost_usd,
+        latency_mean_s=mean,
+        latency_p50_s=max(a.latency_p50_s, b.latency_p50_s),
+        latency_p95_s=max(a.latency_p95_s, b.latency_p95_s),
+        latency_p99_s=max(a.latency_p99_s, b.latency_p99_s),
+    )
+
+
+def _merge(into: dict[str, UsageStats], other: dict[str, UsageStats]) -> None:
+    for key, stats in other.items():
+        into[key] = _add(into[key], stats) if key in into else stats
+
+
+def combine_snapshots(snapshots: Iterable[UsageSnapshot]) -> UsageSnapshot:
+    """The usage of several sessions (the attempts of one run) as one snapshot: every counter,
+    token count and cost summed; latency means weighted by calls, percentiles the worst
+    session's."""
+    out = UsageSnapshot()
+    for snap in snapshots:
+        _merge(out.backends, snap.backends)
+        _merge(out.callers, snap.callers)
+        for backend, callers in snap.by_backend_caller.items():
+            _merge(out.by_backend_caller.setdefault(backend, {}), callers)
+        out.total = _add(out.total, snap.total)
+    return out

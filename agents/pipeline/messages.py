@@ -146,6 +146,9 @@ class StepFailed(RowOutcome):
     """A stage could not finish the step (LLM retries exhausted, fatal LLM error).
 
     The row stops here, recorded as failed with the error; ``resume --retry-failed`` retries it.
+    ``resumable``: the error was the backend's (`LLMError.backend_fault`: unreachable,
+    credentials, model, circuit open), not the row's — the row is left unfinished instead, and
+    a plain ``resume`` continues it once the backend is fixed.
     """
 
     kind: Literal["evol.failed"] = "evol.failed"
@@ -153,6 +156,7 @@ class StepFailed(RowOutcome):
     error_type: str
     error: str
     step: Step | None = None
+    resumable: bool = False
 
     @classmethod
     def of(cls, cause: Message, step: Step, stage: str, error: LLMError) -> StepFailed:
@@ -165,6 +169,7 @@ class StepFailed(RowOutcome):
             error_type=error.kind,
             error=str(error),
             step=step,
+            resumable=error.backend_fault,
         )
 
 
@@ -176,3 +181,5 @@ class PoolFinished(Notice):
     failed: int
     skipped: int
     stopped: bool = False
+    unfinished: int = 0
+    """Rows left for `resume` (their backend failed them)."""

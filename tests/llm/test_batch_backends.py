@@ -240,9 +240,10 @@ async def test_anthropic_sampled_calls_of_one_prompt_are_two_lines_and_the_seed_
 
 
 def test_bad_options_are_config_errors() -> None:
-    config = BackendConfig(backend="openai-batch", model="m", options={"poll_s": 0})
-    with pytest.raises(ValueError, match=r"options\.poll_s must be positive"):
-        OpenAIBatchTransport(config, "https://api.openai.com/v1")
+    with pytest.raises(ValueError, match=r"options\.poll_s: Input should be greater than 0"):
+        BackendConfig(backend="openai-batch", model="m", options={"poll_s": 0})
+    with pytest.raises(ValueError, match=r"options\.pol_s: unknown key"):
+        BackendConfig(backend="openai-batch", model="m", options={"pol_s": 1})
     config = BackendConfig(backend="openai-batch", model="m", options={"batch_size": 50_001})
     with pytest.raises(ValueError, match=r"at most 50000"):
         OpenAIBatchTransport(config, "https://api.openai.com/v1")

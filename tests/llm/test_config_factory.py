@@ -14,6 +14,7 @@ from agents.llm.errors import (
     BadRequestError,
     ContextTooLongError,
     LLMTimeoutError,
+    NotFoundError,
     OverloadedError,
     RateLimitedError,
 )
@@ -85,7 +86,7 @@ def test_full_table_validates() -> None:
         ),
         pytest.param(400, "prompt is too long: 300000 tokens", {}, ContextTooLongError, id="ctx2"),
         pytest.param(400, "bad temperature", {}, BadRequestError, id="400"),
-        pytest.param(404, "no such model", {}, BadRequestError, id="404"),
+        pytest.param(404, "no such model", {}, NotFoundError, id="404"),
     ],
 )
 def test_status_codes_map_to_typed_errors(

@@ -58,7 +58,7 @@ async def test_failing_endpoint_cools_down_and_traffic_moves(
     assert eps[dead_url].requests == 1  # refused once, then resting
     assert eps[dead_url].cooling_down
     assert good.stats().requests == 20
-    assert client.statistics().usage.errors == {"unavailable": 1}
+    assert client.statistics().usage.errors == {"unreachable": 1}  # refused: no connection
 
 
 async def test_cool_down_ends_and_success_resets_it() -> None:

@@ -7,6 +7,7 @@ Runs go through the real entry points: `runtime.run.execute` in process (the tes
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -235,10 +236,16 @@ async def spawn_mock() -> AsyncIterator[SpawnMock]:
         yield spawn
 
 
-async def run_cli(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """`python -m runtime ARGS` in the repository root, without blocking the event loop."""
+async def run_cli(
+    *args: str, timeout_s: float = 120.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m runtime ARGS` in the repository root, without blocking the event loop
+    (``env``: variables added to this process's environment)."""
+    full_env = {**os.environ, **env} if env else None
     with anyio.fail_after(timeout_s):
-        done = await anyio.run_process([PYTHON, "-m", "runtime", *args], cwd=REPO, check=False)
+        done = await anyio.run_process(
+            [PYTHON, "-m", "runtime", *args], cwd=REPO, check=False, env=full_env
+        )
     return subprocess.CompletedProcess(
         done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
     )

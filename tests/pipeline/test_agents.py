@@ -261,6 +261,7 @@ async def test_exhausted_retries_fail_the_row_and_resume_retry_failed_completes_
     run_dir = tmp_path / "run"
     outcome = await run_pipeline(raw, run_dir)
     assert outcome.status == "completed"
+    assert outcome.exit_code == 1  # a row was lost
     view = RunView(run_dir)
     assert_accounted(view, seeds=6, rounds=2)
     failed = {k: r for k, r in view.rows().items() if r["status"] == "failed"}
@@ -277,10 +278,19 @@ async def test_exhausted_retries_fail_the_row_and_resume_retry_failed_completes_
             "resume", str(run_dir), "--no-progress", "--log-console", "off", *extra
         )
 
-    # a plain resume leaves failed rows alone (the fault is still scripted: nothing changes)
+    # a plain resume leaves failed rows alone (the fault is still scripted: nothing changes),
+    # and still exits 1, its last lines saying which rows failed, where and why
     plain = await resume()
-    assert plain.returncode == 0, plain.stderr
+    assert plain.returncode == 1, plain.stderr
+    assert plain.stderr.splitlines()[-3:] == [
+        "FAILED: 1 of 6 rows failed (16.7% > run.max_failed_fraction = 0)",
+        "  failed steps by stage:error: respond:unavailable 1",
+        "  1 rows: respond: unavailable: scripted failure",
+    ]
     assert view.rows()[seed_id]["status"] == "failed"
+    accepted = await resume("--set", "run.max_failed_fraction=0.2")  # the user accepts a few
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stderr.splitlines()[-3].startswith("accepted: 1 of 6 rows failed (16.7% <=")
     # the server recovered: --retry-failed retries the row from its last finished round
     retried = await resume("--retry-failed", "--set", "llm.main.options.failures=[]")
     assert retried.returncode == 0, retried.stderr
@@ -292,10 +302,13 @@ async def test_exhausted_retries_fail_the_row_and_resume_retry_failed_completes_
     # the retried step no longer carries the error of its failed attempt
     assert [(s["stage"], s["error_type"], s["error"]) for s in retried_steps] == [(None,) * 3] * 3
     # the failed step's evolution was cached: the retry did not evolve round 1 again
-    usage = view.summary()["llm_usage"]["callers"]
+    usage = view.summary()["llm_usage_session"]["callers"]
     assert usage["evol"]["calls"] == 1
     assert usage["evol"]["cache_hits"] == 1
     assert evolve_calls == 6 * 2 - 1  # row 2 never reached round 2 in the first run
+    # the run's usage counts its four sessions: 11 evolutions, none, none, then 1
+    assert view.summary()["sessions"] == 4
+    assert view.summary()["llm_usage"]["callers"]["evol"]["calls"] == 6 * 2
     assert len(view.dataset()) == 6 * 3
 
 

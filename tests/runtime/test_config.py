@@ -71,7 +71,7 @@ def test_valid_config_loads(tmp_path: Path) -> None:
         ),
         pytest.param(
             GOOD + '\n[llm.main]\nbackend = "openai-compatible"\nmodel = "m"\n',
-            r"llm.main: Value error, backend 'openai-compatible' needs at least one URL",
+            r"llm.main: backend 'openai-compatible' needs at least one URL",
             id="llm-backend-validated",
         ),
     ],

@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 import aiohttp
 import structlog
 
-from agents.llm.backends._http import error_from_status, scrub
+from agents.llm.backends._http import connection_error, error_from_status, scrub
 from agents.llm.backends.batch_journal import BatchJournal, SubmissionRecord
 from agents.llm.config import BackendConfig
 from agents.llm.errors import (
@@ -62,6 +62,7 @@ from agents.llm.errors import (
     RetryableLLMError,
     UnavailableError,
 )
+from agents.llm.redact import redact_url
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 
 __all__ = [
@@ -150,6 +151,8 @@ class BatchingTransport(ABC):
     def __init__(self, config: BackendConfig, endpoint: str) -> None:
         self.model = config.model
         self.endpoint = endpoint.rstrip("/")
+        #: the endpoint as journaled and shown: credentials in the URL are never written
+        self._endpoint_key = redact_url(self.endpoint)
         self._config = config
         self._batch_size = int(self._option("batch_size", 5000))
         if self._batch_size > self.max_batch_size:
@@ -186,16 +189,8 @@ class BatchingTransport(ABC):
         self._submitted_changed: asyncio.Condition | None = None
 
     def _option(self, key: str, default: float) -> float:
-        value = self._config.options.get(key, default)
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"LLM backend {self.backend!r}: options.{key} must be a number"
-            ) from None
-        if number <= 0:
-            raise ValueError(f"LLM backend {self.backend!r}: options.{key} must be positive")
-        return number
+        """A numeric option (validated by `agents.llm.options` with the config)."""
+        return float(self._config.options.get(key, default))
 
     # -- what a provider's batch API defines ------------------------------------------------------
 
@@ -332,7 +327,7 @@ class BatchingTransport(ABC):
             submission = Submission(list(lines))
             if self._journal is not None:
                 try:
-                    await self._journal.submitting(submission.record(self.endpoint))
+                    await self._journal.submitting(submission.record(self._endpoint_key))
                 except Exception as exc:  # nothing was sent: the calls may retry
                     _log.error("llm_batch_journal_failed", error=f"{type(exc).__name__}: {exc}")
                     failed = RetryableLLMError(self._where(f"batch journal write failed: {exc}"))
@@ -629,7 +624,7 @@ class BatchingTransport(ABC):
         for batch_id in await self._journal.unfinished():
             _log.info("llm_batch_resumed", backend=self.backend, batch_id=batch_id)
             self._poll(batch_id)
-        for record in await self._journal.in_doubt(self.endpoint):
+        for record in await self._journal.in_doubt(self._endpoint_key):
             # written ahead, never settled: the run stopped around a create call. Looked up at
             # once (its calls, as they come, wait on that lookup); if it fails, their retries
             # look again
@@ -685,8 +680,8 @@ class BatchingTransport(ABC):
         except TimeoutError:
             raise LLMTimeoutError(self._where(f"{method} {path_or_url}: no answer")) from None
         except (aiohttp.ClientError, OSError) as exc:
-            what = f"{method} {path_or_url}: {type(exc).__name__}: {exc}"
-            raise UnavailableError(self._where(what)) from None
+            request = f"{method} {path_or_url}"
+            raise connection_error(exc, lambda what: self._where(f"{request}: {what}")) from None
         if raw:
             return content
         try:

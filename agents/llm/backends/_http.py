@@ -1,12 +1,16 @@
-"""What every HTTP transport shares: API keys from env vars, and status codes → typed errors."""
+"""What every HTTP transport shares: API keys from env vars, status codes and connection failures
+→ typed errors, and the scrubbing of secrets (the key, an endpoint's credentials) from messages."""
 
 from __future__ import annotations
 
 import email.utils
 import os
+import socket
+import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from agents.llm.config import BackendConfig
 from agents.llm.errors import (
@@ -15,12 +19,18 @@ from agents.llm.errors import (
     ContextTooLongError,
     LLMError,
     LLMTimeoutError,
+    NotFoundError,
     OverloadedError,
     RateLimitedError,
+    UnavailableError,
+    UnreachableError,
 )
+from agents.llm.redact import redact_text, redact_url
 from agents.llm.types import GenerationParams
 
 __all__ = [
+    "connection_error",
+    "endpoint_url",
     "error_from_status",
     "openai_request_kwargs",
     "parse_retry_after",
@@ -57,10 +67,39 @@ def resolve_api_key(config: BackendConfig, placeholder: str = "unused") -> str:
 
 
 def scrub(text: str, config: BackendConfig) -> str:
-    """`text` with the API key's value (if a server echoed it) masked."""
+    """`text` with the API key's value (if a server echoed it) and the credentials of any URL
+    in it (userinfo, ``?api_key=``…) masked."""
     env = config.api_key_env
     secret = os.environ.get(env, "") if env else ""
+    text = redact_text(text)
     return text.replace(secret, "***") if len(secret) >= 4 else text
+
+
+def endpoint_url(base: str, path: str) -> str:
+    """``base`` (an endpoint's base URL) with ``path`` appended to its path, its query string
+    (a gateway's ``?api-version=``/``?key=``) kept after it."""
+    parts = urlsplit(base)
+    joined = parts.path.rstrip("/") + "/" + path.lstrip("/")
+    return urlunsplit((parts.scheme, parts.netloc, joined, parts.query, parts.fragment))
+
+
+def connection_error(exc: BaseException, where: Callable[[str], str]) -> UnavailableError:
+    """The typed error for a failed connection: `UnreachableError` when none could be made
+    (refused, DNS, no route, TLS handshake), else `UnavailableError` (reset, dropped). Walks the
+    ``__cause__``/``__context__`` chain, so an SDK's wrapped httpx/aiohttp error is seen too.
+    ``where(what)`` is the transport's message prefixer (endpoint named, secrets scrubbed)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        name = type(seen).__name__
+        if isinstance(seen, ConnectionRefusedError | socket.gaierror | ssl.SSLError) or name in (
+            "ClientConnectorError", "ClientConnectorDNSError", "ClientConnectorSSLError",
+            "ClientConnectorCertificateError", "ConnectError",
+        ):  # fmt: skip
+            return UnreachableError(where(f"cannot connect ({type(exc).__name__}: {exc})"))
+        seen = seen.__cause__ or seen.__context__
+    return UnavailableError(where(f"connection failed ({type(exc).__name__}: {exc})"))
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -96,7 +135,7 @@ def error_from_status(
     url: str,
 ) -> LLMError:
     """The typed error for an HTTP error status. `message` is the server's error text."""
-    where = f"LLM backend {config.backend!r} at {url}"
+    where = f"LLM backend {config.backend!r} at {redact_url(url)}"
     short = scrub(message, config).strip().replace("\n", " ")[:300]
     if status == 429:
         return RateLimitedError(f"{where}: rate limited (429): {short}", parse_retry_after(headers))
@@ -107,11 +146,18 @@ def error_from_status(
             else "no API key (set api_key_env to the NAME of the variable holding it)"
         )
         return AuthenticationError(f"{where}: {status} not authorised with {key}: {short}")
+    if status == 404:
+        return NotFoundError(
+            f"{where}: 404 not found — the model {config.model!r} or the endpoint URL's path does "
+            f"not exist: {short}"
+        )
     if status in (408, 504):
         return LLMTimeoutError(f"{where}: the server timed out ({status}): {short}")
     if status >= 500:
         retry_after = parse_retry_after(headers)
-        return OverloadedError(f"{where}: server error {status}: {short}", retry_after)
+        return OverloadedError(
+            f"{where}: server error {status}: {short}", retry_after, status=status
+        )
     lowered = short.lower()
     if status in (400, 413, 422) and any(m in lowered for m in _CONTEXT_MARKERS):
         return ContextTooLongError(f"{where}: context too long ({status}): {short}")

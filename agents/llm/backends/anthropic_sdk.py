@@ -18,6 +18,7 @@ from typing import Any
 import anthropic
 
 from agents.llm.backends._http import (
+    connection_error,
     error_from_status,
     resolve_api_key,
     scrub,
@@ -28,7 +29,6 @@ from agents.llm.errors import (
     LLMError,
     LLMTimeoutError,
     MalformedResponseError,
-    UnavailableError,
 )
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 
@@ -95,7 +95,7 @@ class AnthropicTransport:
         except anthropic.APITimeoutError:
             raise LLMTimeoutError(self._where(f"no answer within {timeout_s:g}s")) from None
         except anthropic.APIConnectionError as exc:
-            raise UnavailableError(self._where(f"connection failed: {exc}")) from None
+            raise connection_error(exc, self._where) from None
         except anthropic.APIStatusError as exc:
             raise self._status_error(exc) from None
         except (anthropic.APIResponseValidationError, json.JSONDecodeError, ValueError) as exc:

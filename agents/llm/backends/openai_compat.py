@@ -24,6 +24,8 @@ from typing import Any
 import aiohttp
 
 from agents.llm.backends._http import (
+    connection_error,
+    endpoint_url,
     error_from_status,
     first_token_logprobs,
     openai_request_kwargs,
@@ -46,7 +48,7 @@ class OpenAICompatTransport:
         self.model = config.model
         self.endpoint = endpoint
         self._config = config
-        self._url = f"{endpoint}/chat/completions"
+        self._url = endpoint_url(endpoint, "chat/completions")
         self._headers = {"Content-Type": "application/json"}
         if config.api_key_env:
             self._headers["Authorization"] = f"Bearer {resolve_api_key(config)}"
@@ -103,7 +105,7 @@ class OpenAICompatTransport:
         except TimeoutError:
             raise LLMTimeoutError(self._where(f"no answer within {timeout_s:g}s")) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise UnavailableError(self._where(f"{type(exc).__name__}: {exc}")) from None
+            raise connection_error(exc, self._where) from None
         if status != 200:
             raise error_from_status(
                 status, _error_message(raw), headers, config=self._config, url=self.endpoint

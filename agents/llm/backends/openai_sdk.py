@@ -16,6 +16,7 @@ from typing import Any
 import openai
 
 from agents.llm.backends._http import (
+    connection_error,
     error_from_status,
     openai_request_kwargs,
     resolve_api_key,
@@ -27,7 +28,6 @@ from agents.llm.errors import (
     LLMError,
     LLMTimeoutError,
     MalformedResponseError,
-    UnavailableError,
 )
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 
@@ -72,7 +72,7 @@ class OpenAITransport:
         except openai.APITimeoutError:
             raise LLMTimeoutError(self._where(f"no answer within {timeout_s:g}s")) from None
         except openai.APIConnectionError as exc:
-            raise UnavailableError(self._where(f"connection failed: {exc}")) from None
+            raise connection_error(exc, self._where) from None
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as exc:

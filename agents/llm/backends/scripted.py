@@ -9,8 +9,9 @@ For tests and dry runs (the httpx `MockTransport` idea). Options (`[llm.<name>.o
 - `plausible`: true → otherwise reply like the mock LLM server would (evolved instructions,
   answers, verdicts), without HTTP.
 - `default`: the reply when nothing else applies (default `"OK"`).
-- `failures`: list of `{error = "rate_limited"|"overloaded"|"timeout"|"unavailable"|"malformed"|
-  "bad_request"|"auth"|"context_too_long", times = N, pattern = "regex"?, retry_after_s = x?}`:
+- `failures`: list of `{error = "rate_limited"|"overloaded"|"timeout"|"unavailable"|
+  "unreachable"|"malformed"|"bad_request"|"auth"|"not_found"|"context_too_long", times = N,
+  pattern = "regex"?, retry_after_s = x?}`:
   the first N calls (matching `pattern`, if given) raise that typed error — to exercise retries.
 
 `calls` counts attempts; `requests` keeps every (messages, params) seen.
@@ -33,9 +34,11 @@ from agents.llm.errors import (
     LLMError,
     LLMTimeoutError,
     MalformedResponseError,
+    NotFoundError,
     OverloadedError,
     RateLimitedError,
     UnavailableError,
+    UnreachableError,
 )
 from agents.llm.types import ChatMessage, Completion, GenerationParams
 
@@ -48,9 +51,11 @@ _ERRORS: dict[str, type[LLMError]] = {
     "overloaded": OverloadedError,
     "timeout": LLMTimeoutError,
     "unavailable": UnavailableError,
+    "unreachable": UnreachableError,
     "malformed": MalformedResponseError,
     "bad_request": BadRequestError,
     "auth": AuthenticationError,
+    "not_found": NotFoundError,
     "context_too_long": ContextTooLongError,
 }
 

@@ -42,6 +42,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--overflow", choices=["reject", "queue"])
     p.add_argument("--tokens-per-s", type=float)
     p.add_argument("--batch-latency-s", type=float, help="Batch API: time until a batch is done")
+    p.add_argument("--api-key", help="require this key (Bearer / x-api-key), else 401")
+    p.add_argument("--model", dest="models", action="append", metavar="NAME",
+                   help="a model the server knows (repeatable; default mock-model)")
+    p.add_argument("--strict-models", action="store_true",
+                   help="answer 404 model_not_found for a model not named by --model")
     p.add_argument(
         "--fault", action="append", default=[], metavar="KIND=RATE",
         help="transport fault rate, e.g. rate_limited=0.1 (repeatable)",
@@ -87,6 +92,12 @@ def build_config(args: argparse.Namespace) -> MockConfig:
         data["tokens_per_s"] = args.tokens_per_s
     if args.batch_latency_s is not None:
         data["batch_latency_s"] = args.batch_latency_s
+    if args.api_key is not None:
+        data["api_key"] = args.api_key
+    if args.models:
+        data["models"] = args.models
+    if args.strict_models:
+        data["strict_models"] = True
     if args.fault:
         data["faults"] = {**data.get("faults", {}), **_pairs(args.fault)}
     if args.content_fault:

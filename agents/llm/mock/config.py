@@ -93,6 +93,9 @@ class MockConfig(_Strict):
     faults: TransportFaultRates = Field(default_factory=TransportFaultRates)
     content_faults: ContentFaultRates = Field(default_factory=ContentFaultRates)
     models: list[str] = Field(default_factory=lambda: ["mock-model"])
+    strict_models: bool = False
+    """When set, a request naming a model not in `models` is answered 404 `model_not_found`
+    (as OpenAI, Anthropic and vLLM do); otherwise any model name is served."""
     api_key: str | None = None
     """When set, requests must carry it (Bearer / x-api-key) or get 401."""
     batch_latency_s: float = Field(default=0.2, ge=0)

@@ -363,6 +363,9 @@ class _Handlers:
             msgs, body = _parse(api, json.loads(await request.read()))
         except (ValueError, TypeError, ValidationError) as exc:
             return _error(api, 400, "invalid_request_error", f"bad request: {exc}")
+        if cfg.strict_models and body.get("model") not in cfg.models:
+            kind = "not_found_error" if api == "anthropic" else "model_not_found"
+            return _error(api, 404, kind, f"The model `{body.get('model')}` does not exist.")
         fault = s.draw_fault()
         if fault is not None:
             s.transport_faults[fault] += 1
