@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from agents.autoevol import methods
 from agents.autoevol.failure import detect_failure
 from agents.autoevol.method_parsing import parse_optimized_method
 from agents.autoevol.methods import METHODS_DIR, load_method, render_analysis, render_optimize
@@ -22,6 +23,7 @@ from agents.llm.mock.autoevol_replies import (
     BASE_RATE,
     FAILURE_MODES,
     GUIDELINES,
+    METHOD_CLOSING,
     failure_mode_of,
     method_failure_rates,
 )
@@ -110,6 +112,7 @@ def test_the_mock_optimizer_varies_its_samples_by_sampling_seed() -> None:
 
 
 def test_method_features_set_the_failure_rates_and_the_judges_read_the_failures() -> None:
+    assert METHOD_CLOSING == methods.METHOD_CLOSING  # how the mock tells a method prompt
     mode = FAILURE_MODES[0]
     base = load_method("general")
     assert set(method_failure_rates(base).values()) == {BASE_RATE}

@@ -39,7 +39,6 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from agents.autoevol.methods import METHOD_CLOSING
 from agents.llm.mock.replies import Reply, ReplyContext, evolve
 
 __all__ = [
@@ -48,6 +47,7 @@ __all__ = [
     "GUARD_FACTOR",
     "GUIDELINES",
     "HARM_FACTOR",
+    "METHOD_CLOSING",
     "FailureMode",
     "analysis",
     "answer_failed_evolution",
@@ -58,6 +58,10 @@ __all__ = [
     "optimize",
 ]
 
+#: The line `agents.autoevol.methods.render_method` puts between a method and its instruction (a
+#: prompt convention like the others the mock reads; the LLM layer does not import agent
+#: packages, and a test checks that the two agree).
+METHOD_CLOSING = "Now apply the method above to rewrite this instruction:"
 BASE_RATE = 0.15
 GUARD_FACTOR = 0.2
 HARM_FACTOR = 2.5
