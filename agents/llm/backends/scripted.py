@@ -179,7 +179,9 @@ class ScriptedTransport:
         if self._plausible:
             from agents.llm.mock.replies import generate_reply
 
-            plausible: str = generate_reply(messages, seed=self._seed).text
+            plausible: str = generate_reply(
+                messages, seed=self._seed, sample_seed=params.seed
+            ).text
             return plausible
         return self._default
 

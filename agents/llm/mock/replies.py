@@ -15,7 +15,10 @@ built-ins, so specific prompts win over the generic ones). The built-ins, in ord
    its words. Content faults `sorry` (short apology) and `stopwords` (only stop words/punctuation).
 
 Everything derives from sha256(seed, messages): the same request always gets the same reply, and
-the same content fault, whatever the retries.
+the same content fault, whatever the retries. The request's own sampling seed (`seed` in the
+OpenAI body) is kept apart as `ctx.sample_seed`: only recognisers of prompts that are sampled
+several times on purpose (the Auto Evol-Instruct optimizer's m candidates) read it, through
+`ctx.sample_unit(salt)`.
 """
 
 from __future__ import annotations
@@ -50,11 +53,16 @@ class Reply:
 
 @dataclass
 class ReplyContext:
-    """What a recogniser sees: the messages, their joined text, and deterministic draws."""
+    """What a recogniser sees: the messages, their joined text, and deterministic draws.
+
+    `seed` is the server's seed; `sample_seed` the request's sampling seed (None when the
+    request carries none, as on the Anthropic route).
+    """
 
     messages: Sequence[ChatMessage]
     seed: int = 0
     content_faults: ContentFaultRates = field(default_factory=ContentFaultRates)
+    sample_seed: int | None = None
     prompt: str = ""
     user: str = ""
     digest: bytes = b""
@@ -75,6 +83,13 @@ class ReplyContext:
 
     def index(self, salt: str, n: int) -> int:
         return int(self.unit(salt) * n)
+
+    def sample_unit(self, salt: str) -> float:
+        """Like `unit`, but also fixed by the request's sampling seed: another sample of the same
+        prompt (another `seed`) draws anew; without a sampling seed it equals `unit(salt)`."""
+        if self.sample_seed is None:
+            return self.unit(salt)
+        return self.unit(f"{salt}\x00sample={self.sample_seed}")
 
     def fault(self, *kinds: str) -> str | None:
         """The content fault (among `kinds`) this request gets, or None, by configured rates."""
@@ -192,9 +207,11 @@ def generate_reply(
     *,
     seed: int = 0,
     content_faults: ContentFaultRates | None = None,
+    sample_seed: int | None = None,
 ) -> Reply:
-    """The mock's reply to `messages`: deterministic in (seed, messages, fault rates)."""
-    ctx = ReplyContext(messages, seed, content_faults or ContentFaultRates())
+    """The mock's reply to `messages`: deterministic in (seed, messages, fault rates, and — for
+    the recognisers that read it — the request's `sample_seed`)."""
+    ctx = ReplyContext(messages, seed, content_faults or ContentFaultRates(), sample_seed)
     for recognise in RECOGNISERS:
         reply = recognise(ctx)
         if reply is not None:
@@ -221,8 +238,15 @@ def _register_autoevol_replies() -> None:
     """Register the Auto Evol-Instruct recognisers (`agents.llm.mock.autoevol_replies`)."""
     from agents.llm.mock import autoevol_replies
 
-    for recognise in (autoevol_replies.analysis, autoevol_replies.optimize):
+    for recognise in (
+        autoevol_replies.analysis,
+        autoevol_replies.optimize,
+        autoevol_replies.evolve_with_method,
+        autoevol_replies.failure_verdict,
+    ):
         register_recogniser(recognise)
+    # after the built-in evolvers, before the fallback answer: only questions reach it
+    register_recogniser(autoevol_replies.answer_failed_evolution, first=False)
 
 
 _register_autoevol_replies()

@@ -264,7 +264,13 @@ def _complete(
     """The answer to a parsed request (reply, stop/max_tokens, usage, JSON body); no I/O, no
     fault draws. `empty`: the `empty` transport fault (blank content)."""
     model = str(body.get("model") or cfg.models[0])
-    reply = generate_reply(msgs, seed=cfg.seed, content_faults=cfg.content_faults)
+    sample_seed = body.get("seed")
+    reply = generate_reply(
+        msgs,
+        seed=cfg.seed,
+        content_faults=cfg.content_faults,
+        sample_seed=sample_seed if type(sample_seed) is int else None,
+    )
     text, finish = _shape(reply.text, body, api)
     if empty:
         text = ""
