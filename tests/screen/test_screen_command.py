@@ -23,7 +23,8 @@ params = { rules = { information_gain = { use_llm = false } } }
 
 ROWS = [
     {"parent": "Write a poem about the sea.", "evolved": "Write a poem about the sea.", "id": 1},
-    {"parent": "Is 91 prime?", "evolved": "D) If the grass is dry, then it does not rain.", "id": 2},
+    {"parent": "Is 91 prime?", "evolved": "D) If the grass is dry, then it does not rain.",
+     "id": 2},
     {"parent": "Write a poem about the sea.",
      "evolved": "Write a four-line rhyming poem about the sea that mentions a lighthouse.",
      "response": "I apologize, but I can't assist with that.", "id": 3},
@@ -62,7 +63,8 @@ def test_a_missing_field_is_exit_2_naming_the_line_and_nothing_is_written(
     code = main(["screen", str(_write(tmp_path / "in.jsonl", rows)), "--out", str(out)])
     assert code == 2
     err = capsys.readouterr().err
-    assert "in.jsonl:2" in err and "evolved" in err
+    assert "in.jsonl:2" in err
+    assert "evolved" in err
     assert not out.exists()
 
 
