@@ -9,7 +9,7 @@ backend's prompt profile and the same extraction. One JSON object a line:
 
 `ancestors` holds every earlier instruction of the chain (the seed first, the parent last).
 
-    python scripts/sample_evolutions.py seeds/general.jsonl --out /tmp/samples.jsonl \
+    python scripts/sample_evolutions.py seeds/general.jsonl --out samples.jsonl \
         --preset qwen2.5-coder-0.5b --limit 40 --rounds 3
 
 Runs offline on the embedded backend; nothing here is used by the pipeline itself.

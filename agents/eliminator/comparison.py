@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
 from pathlib import Path
 
+from agents.eliminator.rules import render_judge_prompt
 from agents.eliminator.verdict import RuleName, Verdict
-from agents.evol.templates import Template, load_template
 from agents.llm.types import ChatMessage, Completion, GenerationParams, LLMClient
 
 __all__ = ["ComparisonScore", "compare_with_parent", "render_comparison_prompt", "score_answers"]
 
-PROMPTS_DIR = Path(__file__).parent / "prompts"
 LETTERS = ("A", "B")
 _LETTER_RE = re.compile(r"^\W*(?:answer\s*[:\-]?\s*)?(?:version\s+)?([AB])\b", re.IGNORECASE)
 
@@ -35,20 +33,9 @@ _LETTER_RE = re.compile(r"^\W*(?:answer\s*[:\-]?\s*)?(?:version\s+)?([AB])\b", r
 def render_comparison_prompt(
     first: str, second: str, profile: str = "full", *, user_dir: Path | None = None
 ) -> list[ChatMessage]:
-    """The messages asking which of `first` (A) and `second` (B) asks for more.
-
-    The template is `comparison.<profile>.txt`, from `user_dir` when it has one, else built in.
-    """
-    name = f"comparison.{profile}.txt"
-    path = user_dir / name if user_dir is not None and (user_dir / name).is_file() else None
-    template = _template(path or PROMPTS_DIR / name)
-    return [ChatMessage(role="user", content=template.render(first=first.strip(),
-                                                             second=second.strip()))]
-
-
-@lru_cache(maxsize=8)
-def _template(path: Path) -> Template:
-    return load_template(path, required=("first", "second"))
+    """The messages asking which of `first` (A) and `second` (B) asks for more
+    (`comparison.<profile>.txt`, overridable in `user_dir`)."""
+    return render_judge_prompt("comparison", first, second, profile, user_dir=user_dir)
 
 
 def _letter(text: str) -> str | None:

@@ -32,6 +32,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.eliminator.screening import ScreeningRules, screening_verdicts
+from agents.eliminator.text import load_word_list
 from agents.eliminator.verdict import RuleName, Verdict
 from agents.evol.operations import Profile
 from agents.evol.templates import PromptError, Template, load_template
@@ -114,15 +115,24 @@ def render_equality_prompt(
 
     The template is `equality.<profile>.txt`, from `user_dir` when it has one, else built in.
     """
-    name = f"equality.{profile}.txt"
+    return render_judge_prompt("equality", first, second, profile, user_dir=user_dir)
+
+
+def render_judge_prompt(
+    kind: str, first: str, second: str, profile: str, *, user_dir: Path | None = None
+) -> list[ChatMessage]:
+    """A pairwise judge prompt, `<kind>.<profile>.txt` (from `user_dir` when it has one, else
+    built in), with `{{first}}` and `{{second}}` filled. Raises `PromptError` for a template
+    that lacks either placeholder."""
+    name = f"{kind}.{profile}.txt"
     path = user_dir / name if user_dir is not None and (user_dir / name).is_file() else None
-    template = _equality_template(path or PROMPTS_DIR / name)
+    template = _judge_template(path or PROMPTS_DIR / name)
     content = template.render(first=first.strip(), second=second.strip())
     return [ChatMessage(role="user", content=content)]
 
 
 @lru_cache(maxsize=8)
-def _equality_template(path: Path) -> Template:
+def _judge_template(path: Path) -> Template:
     return load_template(path, required=("first", "second"))
 
 
@@ -213,14 +223,9 @@ _TOKEN_RE = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
 def load_stopwords(path: Path = DEFAULT_STOPWORDS_FILE) -> frozenset[str]:
     """Stop words from a file: one a line, `#` comments; raises `PromptError` naming the path."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return load_word_list(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise PromptError(f"{path}: cannot read stop-word list: {exc}") from exc
-    return frozenset(
-        line.strip().lower().replace("\u2019", "'")
-        for line in lines
-        if line.strip() and not line.lstrip().startswith("#")
-    )
+        raise PromptError(f"{path}: cannot read word list: {exc}") from exc
 
 
 def check_stopwords_only(response: str, stopwords: frozenset[str] | None = None) -> Verdict:

@@ -86,24 +86,22 @@ _OPTION_RE = re.compile(
 _LABEL_RE = re.compile(
     r"^\W*(?:answer|correct answer|solution|final answer|output|result)\s*[:=-]", re.IGNORECASE
 )
+_PIECE_SPLIT_RE = re.compile(r"\n+|(?=\(?\b[A-E]\)\s)")
 _BARE_RE = re.compile(r"^\W*(?:yes|no|true|false|none|[-+]?\d[\d.,/%]*)\W*$", re.IGNORECASE)
 
 
 def check_answer_fragment(child: str, parent: str) -> Verdict:
-    """Fails an answer option, an answer label, a bare yes/no/number, or a line of the parent."""
+    """Fails an answer option, an answer label, a bare yes/no/number, or a line (or an answer
+    option) of the parent taken on its own."""
     rule = RuleName.ANSWER_FRAGMENT
     if _OPTION_RE.match(child):
         return _fail(rule, "an answer option, not an instruction")
     if _LABEL_RE.match(child) or _BARE_RE.match(child):
         return _fail(rule, "an answer, not an instruction")
-    child_norm, parent_norm = _norm(child), _norm(parent)
-    if (
-        child_norm
-        and child_norm != parent_norm
-        and f" {child_norm} " in f" {parent_norm} "
-        and len(child_norm.split()) < 0.6 * len(parent_norm.split())
-    ):
-        return _fail(rule, "a piece of the parent, not a rewrite of it")
+    child_norm = _norm(child)
+    pieces = {_norm(piece) for piece in _PIECE_SPLIT_RE.split(parent)} - {_norm(parent), ""}
+    if child_norm and child_norm in pieces:
+        return _fail(rule, "a line or option of the parent, not a rewrite of it")
     return _pass(rule, "not an answer fragment")
 
 
@@ -324,12 +322,12 @@ def screening_verdicts(
         return []
     depth = operation not in BREADTH_OPERATIONS
     checks: list[Verdict] = []
+    if rules.reverts.enabled and ancestors:
+        checks.append(check_reverts(child, ancestors))
     if rules.answer_fragment.enabled:
         checks.append(check_answer_fragment(child, parent))
     if rules.solved.enabled:
         checks.append(check_solved(child, parent))
-    if rules.reverts.enabled and ancestors:
-        checks.append(check_reverts(child, ancestors))
     if rules.trivial_edit.enabled:
         checks.append(check_trivial_edit(child, parent, breadth=not depth))
     if depth and rules.generic_appendage.enabled:
